@@ -1,0 +1,16 @@
+//! The domain core of Mamori: identifiers, times, validated values and the rules that decide.
+//!
+//! This crate does no I/O, is not async and knows nothing of HTTP, SQL or JSON. The current
+//! time always comes in as a `now` argument so that every deadline can be tested without
+//! sleeping. Anything that needs the outside world belongs in `mamori-service` or further out.
+
+pub mod account;
+pub mod audit;
+pub mod error;
+pub mod id;
+pub mod session;
+pub mod time;
+
+pub use error::{CoreError, FieldError};
+pub use id::{AccountId, AppId, AuditEventId, OperatorTokenId, OrgId, SessionId};
+pub use time::Timestamp;

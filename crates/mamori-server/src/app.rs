@@ -1,0 +1,353 @@
+//! Building and running the server: open the databases, assemble the router with its layers,
+//! bind, serve until a shutdown signal, and run the background jobs beside it.
+
+use crate::clock::Clock;
+use crate::config::{MasterKeySource, Settings, redact_url};
+use crate::error::{ApiError, problem_response};
+use crate::routes;
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+use mamori_keyring::{Keyring, MasterKey};
+use mamori_service::{PasswordHashing, Services};
+use mamori_store::{SqlStore, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub clock: Arc<dyn Clock>,
+    pub trusted_proxies: Arc<[IpNet]>,
+    pub tls: bool,
+}
+
+/// The stores and services, opened and migrated, without a listener: what the command line's
+/// data commands use.
+pub struct Backend {
+    pub services: Arc<Services>,
+    pub store: Arc<SqlStore>,
+    pub keyring: Arc<Keyring>,
+}
+
+impl Backend {
+    pub async fn open(settings: &Settings) -> anyhow::Result<Backend> {
+        ensure_data_dir(settings)?;
+        let master = match &settings.master_key {
+            MasterKeySource::File(path) => MasterKey::load_or_create(path)?,
+            MasterKeySource::Inline(text) => MasterKey::parse(text)?,
+        };
+        let store = SqlStore::open(&settings.database_url, settings.database_max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the data store at {}",
+                    redact_url(&settings.database_url)
+                )
+            })?;
+        if store.engine() == mamori_store::Engine::Postgres
+            && settings.keyring_url.starts_with("postgres")
+        {
+            mamori_store::db::ensure_postgres_database(&settings.keyring_url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot create the keyring database {}; create it or set keyring.url",
+                        redact_url(&settings.keyring_url)
+                    )
+                })?;
+        }
+        let keyring = Keyring::open(&settings.keyring_url, master)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the keyring at {}",
+                    redact_url(&settings.keyring_url)
+                )
+            })?;
+        let passwords = PasswordHashing::new(settings.passwords)?;
+        let store = Arc::new(store);
+        let keyring = Arc::new(keyring);
+        let services = Arc::new(Services::new(
+            store.clone() as Arc<dyn Store>,
+            keyring.clone(),
+            passwords,
+            settings.sessions,
+        ));
+        Ok(Backend {
+            services,
+            store,
+            keyring,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.store.close().await;
+        self.keyring.close().await;
+    }
+}
+
+fn ensure_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    let dir = &settings.data_dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot restrict the data dir {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub struct Application {
+    listener: std::net::TcpListener,
+    address: SocketAddr,
+    router: Router,
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+}
+
+impl Application {
+    /// Opens the stores (running migrations), builds the router and binds the listener.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let backend = Backend::open(&settings).await?;
+        let tls = match &settings.tls {
+            Some((cert, key)) => {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "cannot load TLS certificate {} and key {}",
+                                cert.display(),
+                                key.display()
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let state = AppState {
+            services: backend.services.clone(),
+            clock: clock.clone(),
+            trusted_proxies: settings.trusted_proxies.clone().into(),
+            tls: tls.is_some(),
+        };
+        let router = router(state, &settings);
+        let listener = std::net::TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            address,
+            router,
+            backend,
+            clock,
+            tls,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub fn services(&self) -> Arc<Services> {
+        self.backend.services.clone()
+    }
+
+    /// Serves until `shutdown` completes; requests in flight then finish before this returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+        let jobs = tokio::spawn(run_jobs(
+            self.backend.services.clone(),
+            self.clock.clone(),
+            jobs_stopped,
+        ));
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = match self.tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let shutdown_handle = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    shutdown_handle.graceful_shutdown(Some(Duration::from_secs(30)));
+                });
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .map_err(anyhow::Error::from)?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            None => {
+                let listener = tokio::net::TcpListener::from_std(self.listener)?;
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        };
+        let _ = stop_jobs.send(true);
+        let _ = jobs.await;
+        self.backend.close().await;
+        result
+    }
+}
+
+/// Runs the background jobs every minute until told to stop.
+async fn run_jobs(
+    services: Arc<Services>,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                match services.run_jobs_once(clock.now()).await {
+                    Ok(report) if !report.is_idle() => tracing::info!(?report, "background jobs"),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = %error, "background jobs failed"),
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// The OpenAPI document and the router, built from the same route definitions.
+pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut openapi) = OpenApiRouter::<AppState>::new()
+        .merge(routes::health::router())
+        .merge(routes::accounts::router())
+        .merge(routes::sessions::router())
+        .merge(routes::me::router())
+        .merge(routes::operator::router())
+        .split_for_parts();
+    openapi.info.title = String::from("Mamori");
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    openapi.info.description = Some(String::from(
+        "Accounts, access control and data governance for SaaS providers. Errors are RFC 9457 \
+         problems with a stable `code`.",
+    ));
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    (router, openapi)
+}
+
+fn router(state: AppState, settings: &Settings) -> Router {
+    let (api, openapi) = api_router();
+    let openapi_json = Arc::new(openapi.to_json().unwrap_or_default());
+    let timeout = Duration::from_secs(settings.request_timeout_seconds);
+    let tls = state.tls;
+    let x_request_id = HeaderName::from_static("x-request-id");
+    api.route(
+        "/api/openapi.json",
+        axum::routing::get(move || {
+            let openapi_json = openapi_json.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    openapi_json.as_ref().clone(),
+                )
+            }
+        }),
+    )
+    .fallback(|| async { ApiError::RouteNotFound })
+    .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+    .with_state(state)
+    .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+    .layer(middleware::from_fn_with_state(timeout, time_limit))
+    .layer(middleware::from_fn_with_state(tls, security_headers))
+    .layer(CatchPanicLayer::custom(|_panic| {
+        problem_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal error",
+            String::from("something went wrong on our side"),
+            Vec::new(),
+        )
+    }))
+    .layer(TraceLayer::new_for_http())
+    .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+    .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+    .layer(middleware::from_fn(sanitize_request_id))
+}
+
+/// A client may pass its own `X-Request-Id`; one that is too long or not plain text is replaced.
+async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
+    let acceptable = request.headers().get("x-request-id").map(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if acceptable == Some(false) {
+        request.headers_mut().remove("x-request-id");
+    }
+    next.run(request).await
+}
+
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+async fn security_headers(State(tls): State<bool>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    if tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    response
+}

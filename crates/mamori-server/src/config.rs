@@ -1,0 +1,620 @@
+//! Configuration: read once at start from `mamori.toml`, then `MAMORI_*` environment
+//! variables, then command-line flags, each overriding the one before; then checked and turned
+//! into typed [`Settings`] that are passed down. Unknown keys are errors, so a typo never
+//! silently falls back to a default.
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use mamori_core::session::SessionPolicy;
+use mamori_service::PasswordParams;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The configuration as written: every field optional, defaults filled in by [`Config::resolve`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: Option<PathBuf>,
+    pub database: DatabaseConfig,
+    pub keyring: KeyringConfig,
+    pub server: ServerConfig,
+    pub smtp: SmtpConfig,
+    pub passwords: PasswordConfig,
+    pub sessions: SessionConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (default: `mamori.db` in the data dir) or `postgres://...`.
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyringConfig {
+    /// Default: `keyring.db` in the data dir on SQLite; the database `<name>_keyring` on the
+    /// same PostgreSQL server.
+    pub url: Option<String>,
+    /// Default: `master.key` in the data dir, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself (base64), e.g. from a secret manager through the environment.
+    pub master_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` and `X-Forwarded-Proto` are
+    /// believed. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<String>,
+    pub request_timeout_seconds: Option<u64>,
+    pub body_limit_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+    pub parallelism: Option<u32>,
+    /// Hashes computed at once; default one per core.
+    pub max_concurrent: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub idle_timeout_minutes: Option<i64>,
+    pub absolute_lifetime_days: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `mamori=debug,info`.
+    pub filter: Option<String>,
+}
+
+/// Values given on the command line; each overrides file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub smtp_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    File(PathBuf),
+    Inline(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The checked configuration the application runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub keyring_url: String,
+    pub master_key: MasterKeySource,
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub request_timeout_seconds: u64,
+    pub body_limit_bytes: usize,
+    pub smtp_url: Option<String>,
+    pub passwords: PasswordParams,
+    pub sessions: SessionPolicy,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+const ENV_PREFIX: &str = "MAMORI_";
+
+impl Config {
+    /// Reads `path`, or `./mamori.toml` when it exists and no path is given.
+    pub fn from_file(path: Option<&Path>) -> anyhow::Result<Config> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from("mamori.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::from_toml(&text)
+                .with_context(|| format!("in configuration file {}", path.display())),
+            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
+            Err(error) => Err(error)
+                .with_context(|| format!("cannot read configuration file {}", path.display())),
+        }
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Applies `MAMORI_*` variables: `MAMORI_DATA_DIR`, `MAMORI_DATABASE__URL`,
+    /// `MAMORI_SERVER__LISTEN`, ... (`__` separates a section from its key). Variables starting
+    /// with `MAMORI_TEST_` belong to the test suite and are passed over.
+    pub fn with_env(
+        self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table = toml::Table::try_from(&SerializableConfig(&self))?;
+        let mut any = false;
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if key.starts_with("TEST_") || key.is_empty() {
+                continue;
+            }
+            any = true;
+            let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+            let parsed = env_value(&value);
+            insert_path(&mut table, &path, parsed)
+                .with_context(|| format!("environment variable {name}"))?;
+        }
+        if !any {
+            return Ok(self);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .context("in MAMORI_* environment variables")
+    }
+
+    pub fn with_overrides(mut self, overrides: Overrides) -> Config {
+        if overrides.data_dir.is_some() {
+            self.data_dir = overrides.data_dir;
+        }
+        if overrides.database_url.is_some() {
+            self.database.url = overrides.database_url;
+        }
+        if overrides.listen.is_some() {
+            self.server.listen = overrides.listen;
+        }
+        if overrides.smtp_url.is_some() {
+            self.smtp.url = overrides.smtp_url;
+        }
+        if overrides.tls_cert.is_some() {
+            self.server.tls_cert = overrides.tls_cert;
+        }
+        if overrides.tls_key.is_some() {
+            self.server.tls_key = overrides.tls_key;
+        }
+        self
+    }
+
+    /// Checks every value and fills in defaults.
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("mamori-data"));
+        let database_url = match self.database.url {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("mamori.db").display()),
+        };
+        let engine = mamori_store::Engine::from_url(&database_url).with_context(|| {
+            format!(
+                "database url must start with sqlite:// or postgres://, got {}",
+                redact_url(&database_url)
+            )
+        })?;
+        let keyring_url = match (self.keyring.url, engine) {
+            (Some(url), _) => url,
+            (None, mamori_store::Engine::Sqlite) => {
+                format!("sqlite://{}", data_dir.join("keyring.db").display())
+            }
+            (None, mamori_store::Engine::Postgres) => {
+                mamori_store::db::sibling_database_url(&database_url, "_keyring")
+                    .context("postgres database url must name a database")?
+            }
+        };
+        if keyring_url == database_url {
+            bail!("the keyring must not share the data store's database (keyring.url)");
+        }
+        let master_key = match (self.keyring.master_key, self.keyring.master_key_file) {
+            (Some(_), Some(_)) => {
+                bail!("set keyring.master_key or keyring.master_key_file, not both")
+            }
+            (Some(inline), None) => MasterKeySource::Inline(inline),
+            (None, Some(path)) => MasterKeySource::File(path),
+            (None, None) => MasterKeySource::File(data_dir.join("master.key")),
+        };
+        let listen_text = self
+            .server
+            .listen
+            .unwrap_or_else(|| String::from("127.0.0.1:8080"));
+        let listen: SocketAddr = listen_text
+            .parse()
+            .with_context(|| format!("server.listen: {listen_text} is not an address:port"))?;
+        let tls = match (self.server.tls_cert, self.server.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        let trusted_proxies = self
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|text| parse_net(text))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(url) = &self.smtp.url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            bail!("smtp url must start with smtp:// or smtps://");
+        }
+        let defaults = PasswordParams::default();
+        let passwords = PasswordParams {
+            memory_kib: self.passwords.memory_kib.unwrap_or(defaults.memory_kib),
+            iterations: self.passwords.iterations.unwrap_or(defaults.iterations),
+            parallelism: self.passwords.parallelism.unwrap_or(defaults.parallelism),
+            max_concurrent: self
+                .passwords
+                .max_concurrent
+                .unwrap_or(defaults.max_concurrent),
+        };
+        if passwords.memory_kib < 8 * passwords.parallelism
+            || passwords.iterations < 1
+            || passwords.parallelism < 1
+        {
+            bail!(
+                "passwords: memory_kib must be at least 8 x parallelism, iterations and parallelism at least 1"
+            );
+        }
+        if passwords.max_concurrent < 1 {
+            bail!("passwords.max_concurrent must be at least 1");
+        }
+        let policy_defaults = SessionPolicy::default();
+        let idle_minutes = self
+            .sessions
+            .idle_timeout_minutes
+            .unwrap_or(policy_defaults.idle_timeout_ms / 60_000);
+        let lifetime_days = self
+            .sessions
+            .absolute_lifetime_days
+            .unwrap_or(policy_defaults.absolute_lifetime_ms / 86_400_000);
+        if idle_minutes < 1 || lifetime_days < 1 {
+            bail!("sessions: idle_timeout_minutes and absolute_lifetime_days must be at least 1");
+        }
+        let sessions = SessionPolicy {
+            idle_timeout_ms: idle_minutes * 60_000,
+            absolute_lifetime_ms: lifetime_days * 86_400_000,
+            touch_interval_ms: policy_defaults.touch_interval_ms,
+        };
+        let log_format = match self.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("log.format must be text or json, got {other}"),
+        };
+        Ok(Settings {
+            data_dir,
+            database_url,
+            database_max_connections: self.database.max_connections.unwrap_or(match engine {
+                mamori_store::Engine::Sqlite => 8,
+                mamori_store::Engine::Postgres => 16,
+            }),
+            keyring_url,
+            master_key,
+            listen,
+            tls,
+            trusted_proxies,
+            request_timeout_seconds: self.server.request_timeout_seconds.unwrap_or(30),
+            body_limit_bytes: self.server.body_limit_bytes.unwrap_or(64 * 1024),
+            smtp_url: self.smtp.url,
+            passwords,
+            sessions,
+            log_format,
+            log_filter: self.log.filter.unwrap_or_else(|| String::from("info")),
+        })
+    }
+}
+
+/// Loads file, environment and flags in that order.
+pub fn load(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Settings> {
+    Config::from_file(config_file)?
+        .with_env(std::env::vars())?
+        .with_overrides(overrides)
+        .resolve()
+}
+
+fn parse_net(text: &str) -> anyhow::Result<IpNet> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net);
+    }
+    let address: std::net::IpAddr = text.parse().with_context(|| {
+        format!("server.trusted_proxies: {text} is not an address or CIDR range")
+    })?;
+    Ok(IpNet::from(address))
+}
+
+/// A database URL with its password hidden, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// Environment values are strings; numbers, booleans and arrays are read as TOML.
+fn env_value(text: &str) -> toml::Value {
+    let looks_typed =
+        text.parse::<i64>().is_ok() || text == "true" || text == "false" || text.starts_with('[');
+    if looks_typed
+        && let Ok(table) = toml::from_str::<toml::Table>(&format!("v = {text}"))
+        && let Some(value) = table.get("v")
+    {
+        return value.clone();
+    }
+    toml::Value::String(text.to_owned())
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    match path {
+        [] => bail!("empty name"),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => insert_path(inner, rest, value),
+                _ => bail!("{first} is not a section"),
+            }
+        }
+    }
+}
+
+/// Writes a [`Config`] back as TOML so environment values can be layered over it.
+struct SerializableConfig<'a>(&'a Config);
+
+impl serde::Serialize for SerializableConfig<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let config = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(dir) = &config.data_dir {
+            map.serialize_entry("data_dir", dir)?;
+        }
+        let mut section =
+            |name: &str, entries: Vec<(&str, Option<toml::Value>)>| -> Result<(), S::Error> {
+                let table: toml::Table = entries
+                    .into_iter()
+                    .filter_map(|(key, value)| value.map(|value| (key.to_owned(), value)))
+                    .collect();
+                if !table.is_empty() {
+                    map.serialize_entry(name, &table)?;
+                }
+                Ok(())
+            };
+        let text = |value: &Option<String>| value.clone().map(toml::Value::String);
+        let path = |value: &Option<PathBuf>| {
+            value
+                .as_ref()
+                .map(|p| toml::Value::String(p.display().to_string()))
+        };
+        let int = |value: Option<i64>| value.map(toml::Value::Integer);
+        section(
+            "database",
+            vec![
+                ("url", text(&config.database.url)),
+                (
+                    "max_connections",
+                    int(config.database.max_connections.map(i64::from)),
+                ),
+            ],
+        )?;
+        section(
+            "keyring",
+            vec![
+                ("url", text(&config.keyring.url)),
+                ("master_key_file", path(&config.keyring.master_key_file)),
+                ("master_key", text(&config.keyring.master_key)),
+            ],
+        )?;
+        let proxies = (!config.server.trusted_proxies.is_empty()).then(|| {
+            toml::Value::Array(
+                config
+                    .server
+                    .trusted_proxies
+                    .iter()
+                    .cloned()
+                    .map(toml::Value::String)
+                    .collect(),
+            )
+        });
+        section(
+            "server",
+            vec![
+                ("listen", text(&config.server.listen)),
+                ("tls_cert", path(&config.server.tls_cert)),
+                ("tls_key", path(&config.server.tls_key)),
+                ("trusted_proxies", proxies),
+                (
+                    "request_timeout_seconds",
+                    int(config
+                        .server
+                        .request_timeout_seconds
+                        .and_then(|v| i64::try_from(v).ok())),
+                ),
+                (
+                    "body_limit_bytes",
+                    int(config
+                        .server
+                        .body_limit_bytes
+                        .and_then(|v| i64::try_from(v).ok())),
+                ),
+            ],
+        )?;
+        section("smtp", vec![("url", text(&config.smtp.url))])?;
+        section(
+            "passwords",
+            vec![
+                (
+                    "memory_kib",
+                    int(config.passwords.memory_kib.map(i64::from)),
+                ),
+                (
+                    "iterations",
+                    int(config.passwords.iterations.map(i64::from)),
+                ),
+                (
+                    "parallelism",
+                    int(config.passwords.parallelism.map(i64::from)),
+                ),
+                (
+                    "max_concurrent",
+                    int(config
+                        .passwords
+                        .max_concurrent
+                        .and_then(|v| i64::try_from(v).ok())),
+                ),
+            ],
+        )?;
+        section(
+            "sessions",
+            vec![
+                (
+                    "idle_timeout_minutes",
+                    int(config.sessions.idle_timeout_minutes),
+                ),
+                (
+                    "absolute_lifetime_days",
+                    int(config.sessions.absolute_lifetime_days),
+                ),
+            ],
+        )?;
+        section(
+            "log",
+            vec![
+                ("format", text(&config.log.format)),
+                ("filter", text(&config.log.filter)),
+            ],
+        )?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let config = Config::from_toml(
+            "data_dir = \"/srv/file\"\n[server]\nlisten = \"127.0.0.1:1000\"\n[passwords]\nmemory_kib = 1024\n",
+        )
+        .unwrap();
+        let config = config
+            .with_env(env(&[
+                ("MAMORI_SERVER__LISTEN", "127.0.0.1:2000"),
+                ("MAMORI_PASSWORDS__ITERATIONS", "3"),
+                ("MAMORI_TEST_DATABASE_URL", "ignored"),
+                ("PATH", "/bin"),
+            ]))
+            .unwrap();
+        let settings = config
+            .with_overrides(Overrides {
+                data_dir: Some(PathBuf::from("/srv/flag")),
+                ..Overrides::default()
+            })
+            .resolve()
+            .unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:2000");
+        assert_eq!(settings.passwords.memory_kib, 1024);
+        assert_eq!(settings.passwords.iterations, 3);
+        assert_eq!(settings.data_dir, PathBuf::from("/srv/flag"));
+        assert_eq!(settings.database_url, "sqlite:///srv/flag/mamori.db");
+        assert_eq!(settings.keyring_url, "sqlite:///srv/flag/keyring.db");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::from_toml("lisen = 1").is_err());
+        assert!(
+            Config::default()
+                .with_env(env(&[("MAMORI_SERVER__LISTN", "x")]))
+                .is_err()
+        );
+        let bad_listen = Config {
+            server: ServerConfig {
+                listen: Some(String::from("nowhere")),
+                ..ServerConfig::default()
+            },
+            ..Config::default()
+        };
+        assert!(bad_listen.resolve().is_err());
+        let bad_url = Config {
+            database: DatabaseConfig {
+                url: Some(String::from("mysql://x")),
+                ..DatabaseConfig::default()
+            },
+            ..Config::default()
+        };
+        assert!(bad_url.resolve().is_err());
+    }
+
+    #[test]
+    fn postgres_keyring_is_a_sibling_database() {
+        let settings = Config::default()
+            .with_overrides(Overrides {
+                database_url: Some(String::from("postgres://u:secret@h/mamori")),
+                ..Overrides::default()
+            })
+            .resolve()
+            .unwrap();
+        assert_eq!(settings.keyring_url, "postgres://u:secret@h/mamori_keyring");
+        assert_eq!(
+            redact_url(&settings.database_url),
+            "postgres://u:***@h/mamori"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The one conversion from failures to HTTP: RFC 9457 `application/problem+json` with a stable
+//! `code`. Internal details go to the log with the request ID, never to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mamori_api_types::{FieldProblem, Problem};
+use mamori_core::FieldError;
+use mamori_service::ServiceError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Service(ServiceError),
+    MalformedJson(String),
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    CsrfRejected,
+    WrongPrincipal,
+    RouteNotFound,
+    MethodNotAllowed,
+    Timeout,
+    Internal(anyhow::Error),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        ApiError::Service(error)
+    }
+}
+
+impl ApiError {
+    pub fn validation(field: &str, message: &str) -> ApiError {
+        ApiError::Service(ServiceError::field(field, message))
+    }
+
+    fn parts(
+        &self,
+    ) -> (
+        StatusCode,
+        &'static str,
+        &'static str,
+        String,
+        Vec<FieldError>,
+    ) {
+        use ServiceError as S;
+        match self {
+            ApiError::Service(S::Validation(errors)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation failed",
+                describe_fields(errors),
+                errors.clone(),
+            ),
+            ApiError::Service(S::InvalidCredentials) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                String::from("the email or the password is wrong"),
+                Vec::new(),
+            ),
+            ApiError::Service(S::Unauthenticated) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Not authenticated",
+                String::from("a valid session or token is required; log in again"),
+                Vec::new(),
+            ),
+            ApiError::Service(S::Forbidden) | ApiError::WrongPrincipal => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                String::from("this credential may not do that"),
+                Vec::new(),
+            ),
+            ApiError::Service(S::NotFound) | ApiError::RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                String::from("no such resource"),
+                Vec::new(),
+            ),
+            ApiError::Service(S::Conflict(message)) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                message.clone(),
+                Vec::new(),
+            ),
+            ApiError::MalformedJson(message) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "Malformed JSON",
+                message.clone(),
+                Vec::new(),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                String::from("send the body as application/json"),
+                Vec::new(),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                String::from("the request body is larger than allowed"),
+                Vec::new(),
+            ),
+            ApiError::CsrfRejected => (
+                StatusCode::FORBIDDEN,
+                "csrf_rejected",
+                "Cross-site request refused",
+                String::from(
+                    "a cookie-authenticated change must come from this site (Origin or Sec-Fetch-Site)",
+                ),
+                Vec::new(),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                String::from("this path does not take that method"),
+                Vec::new(),
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
+                String::from("the request took too long; try again"),
+                Vec::new(),
+            ),
+            ApiError::Service(S::Unexpected(_)) | ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+                String::from(
+                    "something went wrong on our side; the request ID identifies it in our logs",
+                ),
+                Vec::new(),
+            ),
+        }
+    }
+}
+
+fn describe_fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|error| format!("{} {}", error.field, error.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Service(ServiceError::Unexpected(error)) | ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+            }
+            _ => {}
+        }
+        let (status, code, title, detail, errors) = self.parts();
+        problem_response(status, code, title, detail, errors)
+    }
+}
+
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: String,
+    errors: Vec<FieldError>,
+) -> Response {
+    let problem = Problem {
+        type_uri: format!("https://mamori.dev/problems/{code}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+        errors: errors
+            .into_iter()
+            .map(|error| FieldProblem {
+                field: error.field,
+                message: error.message,
+            })
+            .collect(),
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}

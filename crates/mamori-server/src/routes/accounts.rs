@@ -1,0 +1,45 @@
+//! `POST /api/v1/accounts`: sign up.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Context};
+use crate::routes::account_body;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use mamori_api_types::{Account, Problem, SignUpRequest};
+use mamori_service::SignUp;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sign_up))
+}
+
+/// Sign up (ACC-1): anyone creates an account with their own password.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
+    request_body = SignUpRequest,
+    responses(
+        (status = 201, body = Account),
+        (status = 409, description = "the email has an account", body = Problem),
+        (status = 422, description = "invalid email, name or weak password", body = Problem),
+    ))]
+async fn sign_up(
+    State(state): State<AppState>,
+    Context(context): Context,
+    ApiJson(body): ApiJson<SignUpRequest>,
+) -> Result<(StatusCode, Json<Account>), ApiError> {
+    let view = state
+        .services
+        .sign_up(
+            &context,
+            SignUp {
+                email: body.email,
+                password: body.password,
+                display_name: body.display_name,
+            },
+            state.clock.now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(account_body(view))))
+}

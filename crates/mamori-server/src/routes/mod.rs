@@ -1,0 +1,21 @@
+//! Routes, one module per resource, each with its handlers beside its paths.
+
+pub mod accounts;
+pub mod health;
+pub mod me;
+pub mod operator;
+pub mod sessions;
+
+use mamori_api_types::Account;
+use mamori_service::AccountView;
+
+pub fn account_body(view: AccountView) -> Account {
+    Account {
+        id: view.id.to_string(),
+        email: view.email,
+        display_name: view.display_name,
+        email_verified: view.email_verified,
+        created_at: view.created_at.to_rfc3339(),
+        updated_at: view.updated_at.to_rfc3339(),
+    }
+}

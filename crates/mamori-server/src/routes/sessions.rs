@@ -1,0 +1,95 @@
+//! `POST /api/v1/sessions` (log in) and `DELETE /api/v1/sessions/current` (log out).
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{AccountAuth, ApiJson, Context, SESSION_COOKIE, is_https};
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mamori_api_types::{LogInRequest, Problem, SessionCreated};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(log_in))
+        .routes(routes!(log_out))
+}
+
+/// Whether cookies must be marked `Secure`.
+pub struct Https(bool);
+
+impl FromRequestParts<AppState> for Https {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Https(is_https(parts, state)))
+    }
+}
+
+fn session_cookie(token: &str, max_age_seconds: i64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}"
+    ))
+    .ok()
+}
+
+/// Log in with email and password. Answers the token and sets the `mamori_session` cookie.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
+    request_body = LogInRequest,
+    responses(
+        (status = 201, body = SessionCreated),
+        (status = 401, description = "wrong email or password", body = Problem),
+    ))]
+async fn log_in(
+    State(state): State<AppState>,
+    Context(context): Context,
+    Https(https): Https,
+    ApiJson(body): ApiJson<LogInRequest>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let new_session = state
+        .services
+        .log_in(&context, &body.email, &body.password, now)
+        .await?;
+    let max_age = state.services.session_policy().absolute_lifetime_ms / 1000;
+    let cookie = session_cookie(&new_session.token, max_age, https);
+    let body = SessionCreated {
+        token: new_session.token,
+        expires_at: new_session.session.expires_at.to_rfc3339(),
+        account_id: new_session.session.account_id.to_string(),
+        session_id: new_session.session.session_id.to_string(),
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// Log out: ends the session making the request and clears the cookie.
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions",
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn log_out(
+    State(state): State<AppState>,
+    Context(context): Context,
+    Https(https): Https,
+    AccountAuth(session): AccountAuth,
+) -> Result<Response, ApiError> {
+    state
+        .services
+        .log_out(&session, &context, state.clock.now())
+        .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cookie) = session_cookie("", 0, https) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}

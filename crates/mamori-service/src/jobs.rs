@@ -1,0 +1,42 @@
+//! Background work, steppable: [`Services::run_jobs_once`] does one round at the given `now`
+//! and reports what it did. `serve` calls it every minute; tests call it with a chosen clock.
+//! Every step is idempotent, so several nodes may run it at once.
+
+use crate::{ServiceError, Services};
+use mamori_core::Timestamp;
+
+const KEY_BATCH: u32 = 100;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobReport {
+    pub sessions_expired: u64,
+    pub keys_destroyed: u64,
+}
+
+impl JobReport {
+    pub fn is_idle(&self) -> bool {
+        *self == JobReport::default()
+    }
+}
+
+impl Services {
+    pub async fn run_jobs_once(&self, now: Timestamp) -> Result<JobReport, ServiceError> {
+        let policy = self.session_policy;
+        let sessions_expired = self
+            .store
+            .delete_expired_sessions(
+                now.plus_millis(-policy.absolute_lifetime_ms),
+                now.plus_millis(-policy.idle_timeout_ms),
+            )
+            .await?;
+        let mut keys_destroyed = 0;
+        for owner in self.store.pending_key_destructions(KEY_BATCH).await? {
+            self.destroy_key(&owner, now).await?;
+            keys_destroyed += 1;
+        }
+        Ok(JobReport {
+            sessions_expired,
+            keys_destroyed,
+        })
+    }
+}

@@ -1,0 +1,341 @@
+//! Logging in and out, and turning a bearer secret into a capability.
+
+use crate::audit::{AuditDraft, RequestContext, record};
+use crate::passwords::Verification;
+use crate::tokens::{self, APP_PREFIX, OPERATOR_PREFIX, SESSION_PREFIX, id_random, secret_hash};
+use crate::{ServiceError, Services};
+use mamori_core::account::{Email, PASSWORD_MAX_CHARS, normalize_password};
+use mamori_core::audit::{ActorKind, Outcome, action};
+use mamori_core::session::SessionState;
+use mamori_core::{AccountId, AppId, OperatorTokenId, SessionId, Timestamp};
+use mamori_store::SessionRow;
+use serde_json::json;
+
+/// Proof that the caller holds a valid session of this account. Only
+/// [`Services::authenticate`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSession {
+    pub account_id: AccountId,
+    pub session_id: SessionId,
+    pub expires_at: Timestamp,
+}
+
+/// Proof that the caller holds a live operator token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorPrincipal {
+    pub token_id: OperatorTokenId,
+}
+
+/// Proof that the caller holds an app's secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPrincipal {
+    pub app_id: AppId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authenticated {
+    Account(AccountSession),
+    Operator(OperatorPrincipal),
+    App(AppPrincipal),
+}
+
+/// A new session; `token` is shown to the client once and never stored.
+#[derive(Debug)]
+pub struct NewSession {
+    pub token: String,
+    pub session: AccountSession,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: SessionId,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsPage {
+    pub items: Vec<SessionView>,
+    pub next_cursor: Option<String>,
+}
+
+/// User agents are kept for the holder's session list; a longer one is cut.
+const USER_AGENT_MAX_CHARS: usize = 512;
+
+impl Services {
+    /// Logs in with email and password. Wrong email and wrong password are one error, and an
+    /// unknown email costs the same hashing work as a known one.
+    pub async fn log_in(
+        &self,
+        context: &RequestContext,
+        email: &str,
+        password: &str,
+        now: Timestamp,
+    ) -> Result<NewSession, ServiceError> {
+        if password.chars().count() > PASSWORD_MAX_CHARS {
+            return Err(ServiceError::field(
+                "password",
+                "must be at most 1024 characters",
+            ));
+        }
+        let email = Email::parse("email", email)?;
+        let account = self.account_by_email(&email).await?;
+        let verification = self
+            .passwords
+            .verify(
+                &normalize_password(password),
+                account
+                    .as_ref()
+                    .and_then(|row| row.password_hash.as_deref()),
+            )
+            .await?;
+        let (account, needs_rehash) = match (account, verification) {
+            (Some(account), Verification::Match { needs_rehash }) => (account, needs_rehash),
+            (account, _) => {
+                let mut tx = self.store.begin().await?;
+                let target = account.as_ref().map(|row| row.id.as_str().to_owned());
+                let mut draft =
+                    AuditDraft::new(ActorKind::Anonymous, None, action::SESSION_LOGIN_FAILED)
+                        .outcome(Outcome::Failure)
+                        .details(json!({ "reason": "invalid_credentials" }));
+                if let Some(target) = target.as_deref() {
+                    draft = draft.target("account", target);
+                }
+                record(tx.as_mut(), context, draft, now).await?;
+                tx.commit().await?;
+                return Err(ServiceError::InvalidCredentials);
+            }
+        };
+        let rehash = if needs_rehash {
+            Some(self.passwords.hash(&normalize_password(password)).await?)
+        } else {
+            None
+        };
+        let token = tokens::new_secret(SESSION_PREFIX)?;
+        let session = SessionRow {
+            id: SessionId::from_random(&id_random()?),
+            token_hash: secret_hash(&token),
+            account_id: account.id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            ip: context.ip.clone(),
+            user_agent: context
+                .user_agent
+                .as_ref()
+                .map(|agent| agent.chars().take(USER_AGENT_MAX_CHARS).collect()),
+        };
+        let mut tx = self.store.begin().await?;
+        if let Some(hash) = rehash.as_deref() {
+            tx.update_password_hash(&account.id, hash, now).await?;
+        }
+        tx.insert_session(&session).await?;
+        record(
+            tx.as_mut(),
+            context,
+            AuditDraft::new(
+                ActorKind::Account,
+                Some(account.id.as_str()),
+                action::SESSION_LOGIN,
+            )
+            .target("session", session.id.as_str())
+            .details(json!({ "password_rehashed": rehash.is_some() })),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(NewSession {
+            token,
+            session: AccountSession {
+                account_id: account.id,
+                session_id: session.id,
+                expires_at: self.session_policy.expires_at(now, now),
+            },
+        })
+    }
+
+    /// Turns a bearer secret into a capability, or `Unauthenticated`.
+    pub async fn authenticate(
+        &self,
+        secret: &str,
+        now: Timestamp,
+    ) -> Result<Authenticated, ServiceError> {
+        if tokens::looks_like(secret, SESSION_PREFIX) {
+            return self
+                .authenticate_session(secret, now)
+                .await
+                .map(Authenticated::Account);
+        }
+        if tokens::looks_like(secret, OPERATOR_PREFIX) {
+            let hash = secret_hash(secret);
+            let token = self
+                .store
+                .operator_token_by_hash(&hash)
+                .await?
+                .filter(|token| {
+                    token.revoked_at.is_none() && tokens::hashes_equal(&token.token_hash, &hash)
+                })
+                .ok_or(ServiceError::Unauthenticated)?;
+            return Ok(Authenticated::Operator(OperatorPrincipal {
+                token_id: token.id,
+            }));
+        }
+        if tokens::looks_like(secret, APP_PREFIX) {
+            let hash = secret_hash(secret);
+            let app = self
+                .store
+                .app_by_secret_hash(&hash)
+                .await?
+                .filter(|app| tokens::hashes_equal(&app.secret_hash, &hash))
+                .ok_or(ServiceError::Unauthenticated)?;
+            return Ok(Authenticated::App(AppPrincipal { app_id: app.id }));
+        }
+        Err(ServiceError::Unauthenticated)
+    }
+
+    pub async fn authenticate_session(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<AccountSession, ServiceError> {
+        if !tokens::looks_like(token, SESSION_PREFIX) {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let hash = secret_hash(token);
+        let session = self
+            .store
+            .session_by_token_hash(&hash)
+            .await?
+            .filter(|session| tokens::hashes_equal(&session.token_hash, &hash))
+            .ok_or(ServiceError::Unauthenticated)?;
+        match self
+            .session_policy
+            .state(session.created_at, session.last_seen_at, now)
+        {
+            SessionState::Valid { touch } => {
+                let last_seen_at = if touch {
+                    self.store.touch_session(&session.id, now).await?;
+                    now
+                } else {
+                    session.last_seen_at
+                };
+                Ok(AccountSession {
+                    expires_at: self
+                        .session_policy
+                        .expires_at(session.created_at, last_seen_at),
+                    account_id: session.account_id,
+                    session_id: session.id,
+                })
+            }
+            SessionState::IdleExpired | SessionState::LifetimeExpired => {
+                Err(ServiceError::Unauthenticated)
+            }
+        }
+    }
+
+    /// Ends the current session.
+    pub async fn log_out(
+        &self,
+        session: &AccountSession,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let mut tx = self.store.begin().await?;
+        tx.delete_session(&session.account_id, &session.session_id)
+            .await?;
+        record(
+            tx.as_mut(),
+            context,
+            AuditDraft::new(
+                ActorKind::Account,
+                Some(session.account_id.as_str()),
+                action::SESSION_LOGOUT,
+            )
+            .target("session", session.session_id.as_str()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The holder's sessions, oldest first. `cursor` is the last session ID of the previous page.
+    pub async fn list_sessions(
+        &self,
+        session: &AccountSession,
+        cursor: Option<&str>,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<SessionsPage, ServiceError> {
+        let after = match cursor {
+            Some(cursor) => Some(
+                SessionId::parse(cursor)
+                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))?,
+            ),
+            None => None,
+        };
+        let mut rows = self
+            .store
+            .sessions_of(&session.account_id, after.as_ref(), limit + 1)
+            .await?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = has_more
+            .then(|| rows.last().map(|row| row.id.as_str().to_owned()))
+            .flatten();
+        let items = rows
+            .into_iter()
+            .filter(|row| {
+                matches!(
+                    self.session_policy
+                        .state(row.created_at, row.last_seen_at, now),
+                    SessionState::Valid { .. }
+                )
+            })
+            .map(|row| SessionView {
+                current: row.id == session.session_id,
+                expires_at: self
+                    .session_policy
+                    .expires_at(row.created_at, row.last_seen_at),
+                id: row.id,
+                created_at: row.created_at,
+                last_seen_at: row.last_seen_at,
+                ip: row.ip,
+                user_agent: row.user_agent,
+            })
+            .collect();
+        Ok(SessionsPage { items, next_cursor })
+    }
+
+    /// Revokes one of the holder's own sessions; another account's session is `NotFound`.
+    pub async fn revoke_session(
+        &self,
+        session: &AccountSession,
+        context: &RequestContext,
+        target: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let target = SessionId::parse(target).ok_or(ServiceError::NotFound)?;
+        let mut tx = self.store.begin().await?;
+        if !tx.delete_session(&session.account_id, &target).await? {
+            return Err(ServiceError::NotFound);
+        }
+        record(
+            tx.as_mut(),
+            context,
+            AuditDraft::new(
+                ActorKind::Account,
+                Some(session.account_id.as_str()),
+                action::SESSION_REVOKED,
+            )
+            .target("session", target.as_str()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

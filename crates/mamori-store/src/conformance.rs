@@ -1,0 +1,229 @@
+//! The conformance suite: the behaviour every engine must show, run against a real database
+//! by the tests of each engine (see `tests/conformance.rs`). It panics on the first deviation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::{AccountRow, AccountStatus, AuditEventRow, SessionRow, Store, StoreError};
+use mamori_core::{AccountId, AuditEventId, SessionId, Timestamp};
+
+fn account(n: u8, email_index: &str) -> AccountRow {
+    AccountRow {
+        id: AccountId::from_random(&[n; 17]),
+        status: AccountStatus::Active,
+        email_index: Some(email_index.to_owned()),
+        email_sealed: Some(format!("sealed-email-{n}")),
+        display_name_sealed: Some(format!("sealed-name-{n}")),
+        password_hash: Some(String::from("$argon2id$placeholder")),
+        email_verified: false,
+        created_at: Timestamp::from_millis(1_000),
+        updated_at: Timestamp::from_millis(1_000),
+        deleted_at: None,
+    }
+}
+
+fn session(n: u8, account_id: &AccountId, created_at: i64) -> SessionRow {
+    SessionRow {
+        id: SessionId::from_random(&[n; 17]),
+        token_hash: format!("token-hash-{n}"),
+        account_id: account_id.clone(),
+        created_at: Timestamp::from_millis(created_at),
+        last_seen_at: Timestamp::from_millis(created_at),
+        ip: Some(String::from("127.0.0.1")),
+        user_agent: None,
+    }
+}
+
+/// Runs every check on an empty, migrated store.
+pub async fn run(store: &dyn Store) {
+    store.ping().await.unwrap();
+    accounts(store).await;
+    sessions(store).await;
+    audit_chain(store).await;
+    key_destructions(store).await;
+}
+
+async fn accounts(store: &dyn Store) {
+    let ada = account(1, "index-ada");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&ada).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.account(&ada.id).await.unwrap(), Some(ada.clone()));
+    assert_eq!(
+        store.account_by_email_index("index-ada").await.unwrap(),
+        Some(ada.clone())
+    );
+
+    // A second account with the same email index is a conflict, and the failed transaction
+    // leaves nothing behind.
+    let twin = account(2, "index-ada");
+    let mut tx = store.begin().await.unwrap();
+    let error = tx.insert_account(&twin).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error:?}");
+    drop(tx);
+    assert_eq!(store.account(&twin.id).await.unwrap(), None);
+
+    // A dropped transaction is rolled back.
+    let ghost = account(3, "index-ghost");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&ghost).await.unwrap();
+    drop(tx);
+    assert_eq!(store.account(&ghost.id).await.unwrap(), None);
+
+    // The tombstone frees the email index and clears every personal column.
+    let mut tx = store.begin().await.unwrap();
+    tx.tombstone_account(&ada.id, Timestamp::from_millis(2_000))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let tombstone = store.account(&ada.id).await.unwrap().unwrap();
+    assert_eq!(tombstone.status, AccountStatus::Deleted);
+    assert_eq!(tombstone.email_index, None);
+    assert_eq!(tombstone.email_sealed, None);
+    assert_eq!(tombstone.display_name_sealed, None);
+    assert_eq!(tombstone.password_hash, None);
+    assert_eq!(tombstone.deleted_at, Some(Timestamp::from_millis(2_000)));
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&twin).await.unwrap();
+    // Updating a deleted account finds nothing.
+    let error = tx
+        .update_password_hash(&ada.id, "x", Timestamp::from_millis(3_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::NotFound));
+    tx.commit().await.unwrap();
+}
+
+async fn sessions(store: &dyn Store) {
+    let owner = account(10, "index-owner");
+    let other = account(11, "index-other");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&owner).await.unwrap();
+    tx.insert_account(&other).await.unwrap();
+    for (n, created) in [(20u8, 100i64), (21, 200), (22, 300)] {
+        tx.insert_session(&session(n, &owner.id, created))
+            .await
+            .unwrap();
+    }
+    tx.insert_session(&session(23, &other.id, 100))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let first_page = store.sessions_of(&owner.id, None, 2).await.unwrap();
+    assert_eq!(first_page.len(), 2);
+    assert_eq!(first_page[0].created_at, Timestamp::from_millis(100));
+    let second_page = store
+        .sessions_of(&owner.id, Some(&first_page[1].id), 2)
+        .await
+        .unwrap();
+    assert_eq!(second_page.len(), 1);
+    assert_eq!(second_page[0].created_at, Timestamp::from_millis(300));
+
+    let found = store
+        .session_by_token_hash("token-hash-21")
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .touch_session(&found.id, Timestamp::from_millis(5_000))
+        .await
+        .unwrap();
+    let touched = store
+        .session_by_token_hash("token-hash-21")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.last_seen_at, Timestamp::from_millis(5_000));
+
+    // A session cannot be deleted through another account.
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.delete_session(&other.id, &found.id).await.unwrap());
+    assert_eq!(
+        tx.delete_sessions_of(&owner.id, Some(&found.id))
+            .await
+            .unwrap(),
+        2
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.sessions_of(&owner.id, None, 10).await.unwrap().len(),
+        1
+    );
+
+    // Expiry: the other account's session (seen at 100) is idle-expired at 150.
+    let removed = store
+        .delete_expired_sessions(Timestamp::from_millis(0), Timestamp::from_millis(150))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(
+        store
+            .session_by_token_hash("token-hash-23")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn audit_chain(store: &dyn Store) {
+    for expected_seq in 1..=3i64 {
+        let mut tx = store.begin().await.unwrap();
+        let position = tx.advance_audit_chain("platform").await.unwrap();
+        assert_eq!(position.seq, expected_seq);
+        if expected_seq == 1 {
+            assert_eq!(position.prev_hash, mamori_core::audit::GENESIS_HASH);
+        } else {
+            assert_eq!(position.prev_hash, format!("hash-{}", expected_seq - 1));
+        }
+        let event = AuditEventRow {
+            id: AuditEventId::from_random(&[expected_seq as u8; 17]),
+            chain: String::from("platform"),
+            seq: position.seq,
+            org_id: None,
+            actor_type: String::from("system"),
+            actor_id: None,
+            action: String::from("test.event"),
+            target_type: None,
+            target_id: None,
+            outcome: String::from("success"),
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            occurred_at: Timestamp::from_millis(expected_seq),
+            details: String::from("{}"),
+            prev_hash: position.prev_hash,
+            hash: format!("hash-{expected_seq}"),
+        };
+        tx.insert_audit_event(&event).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    // A rolled-back append leaves the chain as it was.
+    let mut tx = store.begin().await.unwrap();
+    tx.advance_audit_chain("platform").await.unwrap();
+    drop(tx);
+    let events = store.audit_events("platform", 1, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.advance_audit_chain("platform").await.unwrap().seq, 4);
+}
+
+async fn key_destructions(store: &dyn Store) {
+    let mut tx = store.begin().await.unwrap();
+    tx.request_key_destruction("acc_x", Timestamp::from_millis(1))
+        .await
+        .unwrap();
+    // Requesting twice is harmless.
+    tx.request_key_destruction("acc_x", Timestamp::from_millis(2))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.pending_key_destructions(10).await.unwrap(),
+        vec!["acc_x"]
+    );
+    store.complete_key_destruction("acc_x").await.unwrap();
+    assert!(store.pending_key_destructions(10).await.unwrap().is_empty());
+}

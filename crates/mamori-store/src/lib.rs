@@ -1,0 +1,133 @@
+//! Storage for Mamori: the [`Store`] trait the service layer talks to, its records and
+//! errors, one implementation in portable SQL for SQLite and PostgreSQL, and a conformance
+//! suite every engine must pass against a real database.
+//!
+//! This crate holds no business rules: it does not decide who may do what, and it never sees
+//! plaintext personal data (the service seals it before it gets here).
+
+pub mod conformance;
+pub mod db;
+mod error;
+mod records;
+mod sql;
+
+pub use db::{Engine, connect, data_migrator};
+pub use error::StoreError;
+pub use records::*;
+pub use sql::SqlStore;
+
+use async_trait::async_trait;
+use mamori_core::{AccountId, SessionId, Timestamp};
+
+/// Reads that need no transaction, and the way into one.
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn engine(&self) -> Engine;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Begins a write transaction. Nothing is visible to others before [`StoreTx::commit`];
+    /// dropping the transaction rolls it back.
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
+
+    async fn account(&self, id: &AccountId) -> Result<Option<AccountRow>, StoreError>;
+    async fn account_by_email_index(
+        &self,
+        email_index: &str,
+    ) -> Result<Option<AccountRow>, StoreError>;
+
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<SessionRow>, StoreError>;
+    /// Records that a session was used; a plain update outside any transaction.
+    async fn touch_session(&self, id: &SessionId, now: Timestamp) -> Result<(), StoreError>;
+    /// The account's sessions, oldest first, after the session `after` when given.
+    async fn sessions_of(
+        &self,
+        account: &AccountId,
+        after: Option<&SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionRow>, StoreError>;
+    /// Deletes sessions past their lifetime or idle timeout; returns how many.
+    async fn delete_expired_sessions(
+        &self,
+        created_before: Timestamp,
+        seen_before: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    async fn operator_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<OperatorTokenRow>, StoreError>;
+    async fn app_by_secret_hash(&self, secret_hash: &str) -> Result<Option<AppRow>, StoreError>;
+
+    /// Events of one chain in `seq` order, from `from_seq` on.
+    async fn audit_events(
+        &self,
+        chain: &str,
+        from_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEventRow>, StoreError>;
+
+    async fn pending_key_destructions(&self, limit: u32) -> Result<Vec<String>, StoreError>;
+    async fn complete_key_destruction(&self, owner: &str) -> Result<(), StoreError>;
+}
+
+/// Writes, inside one transaction. Every use case writes its audit event through the same
+/// transaction as its change.
+#[async_trait]
+pub trait StoreTx: Send {
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    async fn account_for_update(
+        &mut self,
+        id: &AccountId,
+    ) -> Result<Option<AccountRow>, StoreError>;
+    async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError>;
+    async fn update_display_name(
+        &mut self,
+        id: &AccountId,
+        display_name_sealed: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn update_password_hash(
+        &mut self,
+        id: &AccountId,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Leaves only an ID tombstone: every personal column is cleared.
+    async fn tombstone_account(&mut self, id: &AccountId, now: Timestamp)
+    -> Result<(), StoreError>;
+
+    async fn insert_session(&mut self, session: &SessionRow) -> Result<(), StoreError>;
+    /// Deletes one session of this account; false when there was none.
+    async fn delete_session(
+        &mut self,
+        account: &AccountId,
+        id: &SessionId,
+    ) -> Result<bool, StoreError>;
+    /// Deletes every session of the account but `keep`; returns how many.
+    async fn delete_sessions_of(
+        &mut self,
+        account: &AccountId,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError>;
+
+    async fn insert_operator_token(&mut self, token: &OperatorTokenRow) -> Result<(), StoreError>;
+    async fn insert_app(&mut self, app: &AppRow) -> Result<(), StoreError>;
+
+    /// Moves the chain's head one step and returns the new event's `seq` and `prev_hash`.
+    async fn advance_audit_chain(&mut self, chain: &str) -> Result<ChainPosition, StoreError>;
+    /// Stores an event at the position [`StoreTx::advance_audit_chain`] gave and makes its hash
+    /// the chain's head.
+    async fn insert_audit_event(&mut self, event: &AuditEventRow) -> Result<(), StoreError>;
+
+    async fn request_key_destruction(
+        &mut self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+}

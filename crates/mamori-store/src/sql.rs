@@ -1,0 +1,583 @@
+//! The one implementation of [`Store`], in portable SQL over sqlx's `Any` driver.
+//!
+//! Engine differences are kept to how a write transaction begins: SQLite takes the write lock
+//! up front (`BEGIN IMMEDIATE`) behind an in-process gate, so writers queue instead of failing
+//! with `SQLITE_BUSY`; PostgreSQL uses ordinary transactions and row locks.
+
+use crate::db::{DatabaseRole, Engine, connect, data_migrator};
+use crate::error::StoreError;
+use crate::records::*;
+use crate::{Store, StoreTx};
+use async_trait::async_trait;
+use mamori_core::{AccountId, AppId, AuditEventId, OperatorTokenId, SessionId, Timestamp};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row, Transaction};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub struct SqlStore {
+    pool: AnyPool,
+    engine: Engine,
+    /// One writer at a time on SQLite; unlimited on PostgreSQL.
+    write_gate: Option<Arc<Semaphore>>,
+}
+
+impl SqlStore {
+    /// Opens the data store at `url` and brings its schema up to date.
+    pub async fn open(url: &str, max_connections: u32) -> Result<SqlStore, StoreError> {
+        let store = SqlStore::open_without_migrating(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn open_without_migrating(
+        url: &str,
+        max_connections: u32,
+    ) -> Result<SqlStore, StoreError> {
+        let (pool, engine) = connect(url, DatabaseRole::Data, max_connections).await?;
+        let write_gate = (engine == Engine::Sqlite).then(|| Arc::new(Semaphore::new(1)));
+        Ok(SqlStore {
+            pool,
+            engine,
+            write_gate,
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        data_migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, status, email_index, email_sealed, display_name_sealed, \
+    password_hash, email_verified, created_at, updated_at, deleted_at";
+const SESSION_COLUMNS: &str =
+    "id, token_hash, account_id, created_at, last_seen_at, ip, user_agent";
+const AUDIT_COLUMNS: &str = "id, chain, seq, org_id, actor_type, actor_id, action, target_type, \
+    target_id, outcome, ip, user_agent, request_id, occurred_at, details, prev_hash, hash";
+
+fn time_at(row: &AnyRow, column: &str) -> Result<Timestamp, StoreError> {
+    Ok(Timestamp::from_millis(row.try_get::<i64, _>(column)?))
+}
+
+fn optional_time_at(row: &AnyRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row
+        .try_get::<Option<i64>, _>(column)?
+        .map(Timestamp::from_millis))
+}
+
+fn account_from(row: &AnyRow) -> Result<AccountRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(AccountRow {
+        id: AccountId::from_stored(row.try_get("id")?),
+        status: AccountStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("account status {status}")))?,
+        email_index: row.try_get("email_index")?,
+        email_sealed: row.try_get("email_sealed")?,
+        display_name_sealed: row.try_get("display_name_sealed")?,
+        password_hash: row.try_get("password_hash")?,
+        email_verified: row.try_get::<i64, _>("email_verified")? != 0,
+        created_at: time_at(row, "created_at")?,
+        updated_at: time_at(row, "updated_at")?,
+        deleted_at: optional_time_at(row, "deleted_at")?,
+    })
+}
+
+fn session_from(row: &AnyRow) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        id: SessionId::from_stored(row.try_get("id")?),
+        token_hash: row.try_get("token_hash")?,
+        account_id: AccountId::from_stored(row.try_get("account_id")?),
+        created_at: time_at(row, "created_at")?,
+        last_seen_at: time_at(row, "last_seen_at")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
+fn audit_from(row: &AnyRow) -> Result<AuditEventRow, StoreError> {
+    Ok(AuditEventRow {
+        id: AuditEventId::from_stored(row.try_get("id")?),
+        chain: row.try_get("chain")?,
+        seq: row.try_get("seq")?,
+        org_id: row.try_get("org_id")?,
+        actor_type: row.try_get("actor_type")?,
+        actor_id: row.try_get("actor_id")?,
+        action: row.try_get("action")?,
+        target_type: row.try_get("target_type")?,
+        target_id: row.try_get("target_id")?,
+        outcome: row.try_get("outcome")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        request_id: row.try_get("request_id")?,
+        occurred_at: time_at(row, "occurred_at")?,
+        details: row.try_get("details")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(text)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        let permit = match &self.write_gate {
+            Some(gate) => Some(
+                gate.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| StoreError::Corrupt(String::from("write gate closed")))?,
+            ),
+            None => None,
+        };
+        let tx = match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
+        Ok(Box::new(SqlTx {
+            tx,
+            _permit: permit,
+        }))
+    }
+
+    async fn account(&self, id: &AccountId) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    async fn account_by_email_index(
+        &self,
+        email_index: &str,
+    ) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email_index = $1"
+        )))
+        .bind(email_index)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = $1"
+        )))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from).transpose()
+    }
+
+    async fn touch_session(&self, id: &SessionId, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+            .bind(now.as_millis())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn sessions_of(
+        &self,
+        account: &AccountId,
+        after: Option<&SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        // Keyset pagination on (created_at, id), so pages stay stable while sessions come and go.
+        let rows = match after {
+            None => {
+                sqlx::query(sql(format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE account_id = $1 \
+                     ORDER BY created_at, id LIMIT $2"
+                )))
+                .bind(account.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(after) => {
+                sqlx::query(sql(format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions s WHERE account_id = $1 AND \
+                     (created_at, id) > (SELECT created_at, id FROM sessions WHERE id = $2) \
+                     ORDER BY created_at, id LIMIT $3"
+                )))
+                .bind(account.as_str())
+                .bind(after.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn delete_expired_sessions(
+        &self,
+        created_before: Timestamp,
+        seen_before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM sessions WHERE created_at <= $1 OR last_seen_at <= $2")
+                .bind(created_before.as_millis())
+                .bind(seen_before.as_millis())
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn operator_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<OperatorTokenRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, token_hash, created_at, revoked_at FROM operator_tokens \
+             WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(OperatorTokenRow {
+                id: OperatorTokenId::from_stored(row.try_get("id")?),
+                name: row.try_get("name")?,
+                token_hash: row.try_get("token_hash")?,
+                created_at: time_at(&row, "created_at")?,
+                revoked_at: optional_time_at(&row, "revoked_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn app_by_secret_hash(&self, secret_hash: &str) -> Result<Option<AppRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, secret_hash, created_at FROM apps WHERE secret_hash = $1",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(AppRow {
+                id: AppId::from_stored(row.try_get("id")?),
+                name: row.try_get("name")?,
+                secret_hash: row.try_get("secret_hash")?,
+                created_at: time_at(&row, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn audit_events(
+        &self,
+        chain: &str,
+        from_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEventRow>, StoreError> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE chain = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT $3"
+        )))
+        .bind(chain)
+        .bind(from_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn pending_key_destructions(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT owner FROM key_destructions ORDER BY requested_at LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("owner").map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn complete_key_destruction(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM key_destructions WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+struct SqlTx {
+    tx: Transaction<'static, Any>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+#[async_trait]
+impl StoreTx for SqlTx {
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn account_for_update(
+        &mut self,
+        id: &AccountId,
+    ) -> Result<Option<AccountRow>, StoreError> {
+        // SQLite holds the database write lock already; on PostgreSQL the row lock is taken by
+        // the first UPDATE, and callers update the row they read.
+        let row = sqlx::query(sql(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError> {
+        sqlx::query(sql(format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )))
+        .bind(account.id.as_str())
+        .bind(account.status.as_str())
+        .bind(account.email_index.as_deref())
+        .bind(account.email_sealed.as_deref())
+        .bind(account.display_name_sealed.as_deref())
+        .bind(account.password_hash.as_deref())
+        .bind(i64::from(account.email_verified))
+        .bind(account.created_at.as_millis())
+        .bind(account.updated_at.as_millis())
+        .bind(account.deleted_at.map(Timestamp::as_millis))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_display_name(
+        &mut self,
+        id: &AccountId,
+        display_name_sealed: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE accounts SET display_name_sealed = $1, updated_at = $2 \
+             WHERE id = $3 AND status = 'active'",
+        )
+        .bind(display_name_sealed)
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        expect_one(result.rows_affected())
+    }
+
+    async fn update_password_hash(
+        &mut self,
+        id: &AccountId,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE accounts SET password_hash = $1, updated_at = $2 \
+             WHERE id = $3 AND status = 'active'",
+        )
+        .bind(password_hash)
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        expect_one(result.rows_affected())
+    }
+
+    async fn tombstone_account(
+        &mut self,
+        id: &AccountId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE accounts SET status = 'deleted', email_index = NULL, email_sealed = NULL, \
+             display_name_sealed = NULL, password_hash = NULL, email_verified = 0, \
+             updated_at = $1, deleted_at = $1 WHERE id = $2 AND status = 'active'",
+        )
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        expect_one(result.rows_affected())
+    }
+
+    async fn insert_session(&mut self, session: &SessionRow) -> Result<(), StoreError> {
+        sqlx::query(sql(format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )))
+        .bind(session.id.as_str())
+        .bind(session.token_hash.as_str())
+        .bind(session.account_id.as_str())
+        .bind(session.created_at.as_millis())
+        .bind(session.last_seen_at.as_millis())
+        .bind(session.ip.as_deref())
+        .bind(session.user_agent.as_deref())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_session(
+        &mut self,
+        account: &AccountId,
+        id: &SessionId,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND account_id = $2")
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn delete_sessions_of(
+        &mut self,
+        account: &AccountId,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
+            .bind(account.as_str())
+            .bind(keep.map_or("", SessionId::as_str))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn insert_operator_token(&mut self, token: &OperatorTokenRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operator_tokens (id, name, token_hash, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token.id.as_str())
+        .bind(token.name.as_str())
+        .bind(token.token_hash.as_str())
+        .bind(token.created_at.as_millis())
+        .bind(token.revoked_at.map(Timestamp::as_millis))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_app(&mut self, app: &AppRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO apps (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(app.id.as_str())
+            .bind(app.name.as_str())
+            .bind(app.secret_hash.as_str())
+            .bind(app.created_at.as_millis())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn advance_audit_chain(&mut self, chain: &str) -> Result<ChainPosition, StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_chain_heads (chain, last_seq, last_hash) VALUES ($1, 0, $2) \
+             ON CONFLICT (chain) DO NOTHING",
+        )
+        .bind(chain)
+        .bind(mamori_core::audit::GENESIS_HASH)
+        .execute(&mut *self.tx)
+        .await?;
+        // The UPDATE takes the head's row lock on PostgreSQL, so concurrent appends to one
+        // chain queue here and every event sees the hash of the one before it.
+        let row = sqlx::query(
+            "UPDATE audit_chain_heads SET last_seq = last_seq + 1 WHERE chain = $1 \
+             RETURNING last_seq, last_hash",
+        )
+        .bind(chain)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(ChainPosition {
+            seq: row.try_get("last_seq")?,
+            prev_hash: row.try_get("last_hash")?,
+        })
+    }
+
+    async fn insert_audit_event(&mut self, event: &AuditEventRow) -> Result<(), StoreError> {
+        sqlx::query(sql(format!(
+            "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        )))
+        .bind(event.id.as_str())
+        .bind(event.chain.as_str())
+        .bind(event.seq)
+        .bind(event.org_id.as_deref())
+        .bind(event.actor_type.as_str())
+        .bind(event.actor_id.as_deref())
+        .bind(event.action.as_str())
+        .bind(event.target_type.as_deref())
+        .bind(event.target_id.as_deref())
+        .bind(event.outcome.as_str())
+        .bind(event.ip.as_deref())
+        .bind(event.user_agent.as_deref())
+        .bind(event.request_id.as_deref())
+        .bind(event.occurred_at.as_millis())
+        .bind(event.details.as_str())
+        .bind(event.prev_hash.as_str())
+        .bind(event.hash.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        let result = sqlx::query(
+            "UPDATE audit_chain_heads SET last_hash = $1 WHERE chain = $2 AND last_seq = $3",
+        )
+        .bind(event.hash.as_str())
+        .bind(event.chain.as_str())
+        .bind(event.seq)
+        .execute(&mut *self.tx)
+        .await?;
+        expect_one(result.rows_affected())
+    }
+
+    async fn request_key_destruction(
+        &mut self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO key_destructions (owner, requested_at) VALUES ($1, $2) \
+             ON CONFLICT (owner) DO NOTHING",
+        )
+        .bind(owner)
+        .bind(now.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}

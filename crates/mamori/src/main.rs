@@ -1,0 +1,270 @@
+//! `mamori`: the one binary. `serve` runs the HTTP server and its background jobs; the other
+//! subcommands work on the same data store from the command line.
+//!
+//! Command output goes to standard output (a created secret on its own last line); logs go to
+//! standard error.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use mamori_core::Timestamp;
+use mamori_server::app::Backend;
+use mamori_server::config::{LogFormat, Overrides, Settings, load};
+use mamori_server::{Application, Clock, SystemClock};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "mamori",
+    version,
+    about = "Accounts, access control and data governance for SaaS providers"
+)]
+struct Cli {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives; every subcommand takes these.
+#[derive(Args)]
+struct DataArgs {
+    /// Configuration file (default: ./mamori.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data folder for the embedded SQLite database, the keyring and the master key.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST/DB (default: mamori.db in the data dir).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server and the background jobs.
+    Serve(ServeArgs),
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+    /// Operator tokens.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// Apps registered by the operator.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Background jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Outgoing mail server, smtp://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    smtp_url: Option<String>,
+    /// PEM certificate chain; serves HTTPS with HSTS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an operator token; it is printed once, on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Register an app; prints {"id": ..., "secret": ...} on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Run one round of the background jobs and print what was done.
+    RunOnce {
+        /// The time to run at (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Overrides {
+        data_dir: cli.data.data_dir,
+        database_url: cli.data.database_url,
+        ..Overrides::default()
+    };
+    if let Command::Serve(serve) = &cli.command {
+        overrides.listen = serve.listen.clone();
+        overrides.smtp_url = serve.smtp_url.clone();
+        overrides.tls_cert = serve.tls_cert.clone();
+        overrides.tls_key = serve.tls_key.clone();
+    }
+    let settings = load(cli.data.config.as_deref(), overrides)?;
+    init_logging(&settings)?;
+    let clock = SystemClock;
+    match cli.command {
+        Command::Serve(_) => serve(settings).await,
+        Command::Migrate => {
+            let backend = Backend::open(&settings).await?;
+            backend.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Operator {
+            command:
+                OperatorCommand::Token {
+                    command: TokenCommand::Create { name },
+                },
+        } => {
+            let backend = Backend::open(&settings).await?;
+            let token = backend
+                .services
+                .create_operator_token(&name, clock.now())
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            backend.close().await;
+            println!(
+                "operator token {} created; it is shown only once:",
+                token.id
+            );
+            println!("{}", token.token);
+            Ok(())
+        }
+        Command::App {
+            command: AppCommand::Create { name },
+        } => {
+            let backend = Backend::open(&settings).await?;
+            let app = backend
+                .services
+                .create_app(None, &Default::default(), &name, clock.now())
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            backend.close().await;
+            println!("app {} created; its secret is shown only once:", app.name);
+            println!(
+                "{}",
+                serde_json::json!({ "id": app.id.as_str(), "name": app.name, "secret": app.secret })
+            );
+            Ok(())
+        }
+        Command::Jobs {
+            command: JobsCommand::RunOnce { now },
+        } => {
+            let now = match now {
+                Some(text) => Timestamp::parse_rfc3339(&text)
+                    .with_context(|| format!("--now {text} is not an RFC 3339 time"))?,
+                None => clock.now(),
+            };
+            let backend = Backend::open(&settings).await?;
+            let report = backend
+                .services
+                .run_jobs_once(now)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            backend.close().await;
+            println!(
+                "at {now}: {} expired sessions removed, {} data keys destroyed",
+                report.sessions_expired, report.keys_destroyed
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let application = Application::build(settings, Arc::new(SystemClock)).await?;
+    let scheme = if application.is_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let address = application.address();
+    tracing::info!(%address, "mamori listening");
+    println!("mamori listening on {scheme}://{address}");
+    application.run(shutdown_signal()).await
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down; finishing requests in flight");
+}
+
+fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_filter)
+        .with_context(|| format!("log.filter {} is not a valid filter", settings.log_filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match settings.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|error| anyhow::anyhow!("cannot start logging: {error}"))
+}
