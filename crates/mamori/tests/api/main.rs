@@ -2,4 +2,10 @@
 //! PostgreSQL (see `mamori_testkit::engine_tests!`).
 
 mod accounts;
+mod bad_input;
+mod cli;
 mod conformance;
+mod http;
+mod keyring;
+mod operator;
+mod sessions;
