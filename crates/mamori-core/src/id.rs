@@ -7,7 +7,8 @@
 use std::fmt;
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-/// Number of random bytes an ID is made from.
+/// Number of random bytes an ID is made from. 26 base32 characters carry 130 bits: all of the
+/// first 16 bytes and the top two bits of the 17th.
 pub const ID_RANDOM_BYTES: usize = 17;
 const ID_BODY_LEN: usize = 26;
 
@@ -116,11 +117,12 @@ mod tests {
     }
 
     #[test]
-    fn distinct_random_gives_distinct_ids() {
-        let a = AccountId::from_random(&[1; ID_RANDOM_BYTES]);
-        let mut random = [1; ID_RANDOM_BYTES];
-        random[16] = 2;
-        let b = AccountId::from_random(&random);
-        assert_ne!(a, b);
+    fn every_one_of_the_130_bits_counts() {
+        let base = AccountId::from_random(&[0; ID_RANDOM_BYTES]);
+        for bit in 0..130 {
+            let mut random = [0; ID_RANDOM_BYTES];
+            random[bit / 8] |= 0x80 >> (bit % 8);
+            assert_ne!(AccountId::from_random(&random), base, "bit {bit}");
+        }
     }
 }

@@ -165,7 +165,7 @@ impl Config {
         self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
-        let mut table = toml::Table::try_from(&SerializableConfig(&self))?;
+        let mut table = toml::Table::try_from(SerializableConfig(&self))?;
         let mut any = false;
         for (name, value) in vars {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {

@@ -216,7 +216,12 @@ impl TestApp {
 
     /// Signs up a fresh account and logs it in; returns (account, token).
     pub async fn account_with_session(&self, email: &str) -> (Account, String) {
-        let account = self.sign_up(email, GOOD_PASSWORD, "Test Person").await;
+        self.account_with_session_named(email, "Test Person").await
+    }
+
+    /// As [`TestApp::account_with_session`], with a chosen display name.
+    pub async fn account_with_session_named(&self, email: &str, name: &str) -> (Account, String) {
+        let account = self.sign_up(email, GOOD_PASSWORD, name).await;
         let session = self.log_in(email, GOOD_PASSWORD).await;
         (account, session.token)
     }
