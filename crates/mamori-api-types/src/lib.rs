@@ -32,6 +32,21 @@ pub struct SignUpRequest {
     /// 10 to 1024 characters; common or guessable passwords are refused.
     pub password: String,
     pub display_name: String,
+    /// Also create an organization; the new account becomes its administrator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<CreateOrgRequest>,
+    /// Join the organization of this invitation; the email must be the invited one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation_token: Option<String>,
+}
+
+/// The new account, and the organization it created or joined.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SignedUp {
+    #[serde(flatten)]
+    pub account: Account,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -120,4 +135,174 @@ pub struct AppCreated {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct Health {
     pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// An organization as one of its members sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Organization {
+    /// `org_...`
+    pub id: String,
+    pub name: String,
+    /// The caller's role: `admin`, `member` or `guest`.
+    pub role: String,
+    pub can_invite: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct OrganizationPage {
+    pub items: Vec<Organization>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Member {
+    pub account_id: String,
+    pub email: String,
+    pub display_name: String,
+    /// `admin`, `member` or `guest`.
+    pub role: String,
+    pub can_invite: bool,
+    pub joined_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct MemberPage {
+    pub items: Vec<Member>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMemberRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_invite: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvitationRequest {
+    pub email: String,
+    /// `admin`, `member` or `guest`.
+    pub role: String,
+    #[serde(default)]
+    pub can_invite: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Invitation {
+    /// `inv_...`
+    pub id: String,
+    pub org_id: String,
+    pub email: String,
+    pub role: String,
+    pub can_invite: bool,
+    pub invited_by: String,
+    /// `pending` until accepted, revoked or replaced.
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct InvitationPage {
+    pub items: Vec<Invitation>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitationRequest {
+    /// The token from the invitation email.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Team {
+    /// `team_...`
+    pub id: String,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Whether the caller may rename, delete and change the members of this team.
+    pub can_manage: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TeamPage {
+    pub items: Vec<Team>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TeamMember {
+    pub account_id: String,
+    pub added_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TeamMemberPage {
+    pub items: Vec<TeamMember>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnableAppRequest {
+    /// `all`: every member uses the app; `selected`: only the members an administrator selects.
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct OrgApp {
+    pub app_id: String,
+    pub app_name: String,
+    pub mode: String,
+    pub enabled_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct OrgAppList {
+    pub items: Vec<OrgApp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AppMemberPage {
+    /// Account IDs of the app's selected active members.
+    pub items: Vec<String>,
+    pub next_cursor: Option<String>,
+}
+
+/// What an app learns about one account in one organization.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AppMembership {
+    pub org_id: String,
+    pub account_id: String,
+    pub role: String,
+    pub can_invite: bool,
+    /// Whether the account may use this app in this organization now.
+    pub active: bool,
 }

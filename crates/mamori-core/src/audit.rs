@@ -66,4 +66,24 @@ pub mod action {
     pub const SESSION_REVOKED: &str = "session.revoked";
     pub const OPERATOR_TOKEN_CREATED: &str = "operator.token.created";
     pub const APP_CREATED: &str = "app.created";
+    pub const ORG_CREATED: &str = "org.created";
+    pub const ORG_UPDATED: &str = "org.updated";
+    pub const ORG_MEMBER_ADDED: &str = "org.member.added";
+    pub const ORG_MEMBER_UPDATED: &str = "org.member.updated";
+    pub const ORG_MEMBER_REMOVED: &str = "org.member.removed";
+    pub const ORG_MEMBER_LEFT: &str = "org.member.left";
+    pub const ORG_INVITATION_CREATED: &str = "org.invitation.created";
+    pub const ORG_INVITATION_REVOKED: &str = "org.invitation.revoked";
+    pub const ORG_INVITATION_ACCEPTED: &str = "org.invitation.accepted";
+    pub const ORG_TEAM_CREATED: &str = "org.team.created";
+    pub const ORG_TEAM_UPDATED: &str = "org.team.updated";
+    pub const ORG_TEAM_DELETED: &str = "org.team.deleted";
+    pub const ORG_TEAM_MEMBER_ADDED: &str = "org.team.member.added";
+    pub const ORG_TEAM_MEMBER_REMOVED: &str = "org.team.member.removed";
+    pub const ORG_APP_ENABLED: &str = "org.app.enabled";
+    pub const ORG_APP_DISABLED: &str = "org.app.disabled";
+    pub const ORG_APP_MEMBER_ADDED: &str = "org.app.member.added";
+    pub const ORG_APP_MEMBER_REMOVED: &str = "org.app.member.removed";
+    pub const MAIL_SENT: &str = "mail.sent";
+    pub const MAIL_FAILED: &str = "mail.failed";
 }

@@ -97,6 +97,21 @@ define_id!(
     "app_"
 );
 define_id!(
+    /// A team inside an organization.
+    TeamId,
+    "team_"
+);
+define_id!(
+    /// An invitation to an organization.
+    InvitationId,
+    "inv_"
+);
+define_id!(
+    /// A message in the outbox.
+    MailId,
+    "mail_"
+);
+define_id!(
     /// One event in an audit chain.
     AuditEventId,
     "evt_"

@@ -8,9 +8,12 @@ pub mod account;
 pub mod audit;
 pub mod error;
 pub mod id;
+pub mod org;
 pub mod session;
 pub mod time;
 
 pub use error::{CoreError, FieldError};
-pub use id::{AccountId, AppId, AuditEventId, OperatorTokenId, OrgId, SessionId};
+pub use id::{
+    AccountId, AppId, AuditEventId, InvitationId, MailId, OperatorTokenId, OrgId, SessionId, TeamId,
+};
 pub use time::Timestamp;

@@ -141,6 +141,12 @@ impl Keyring {
         self.pool.close().await;
     }
 
+    /// Checks that the keyring database answers.
+    pub async fn ping(&self) -> Result<(), KeyringError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// A keyed HMAC-SHA256 of `value` for `purpose`, hex: lets the data store find a row by an
     /// encrypted field without holding the plaintext.
     pub fn blind_index(&self, purpose: &str, value: &str) -> String {

@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use mamori_keyring::{Keyring, MasterKey};
-use mamori_service::{PasswordHashing, Services};
+use mamori_service::{MailSettings, MailTransport, PasswordHashing, Services, SmtpMailer};
 use mamori_store::{SqlStore, Store};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +49,16 @@ impl Backend {
             MasterKeySource::File(path) => MasterKey::load_or_create(path)?,
             MasterKeySource::Inline(text) => MasterKey::parse(text)?,
         };
+        if settings.database_url.starts_with("postgres") {
+            mamori_store::db::ensure_postgres_database(&settings.database_url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot create the database {}; create it or grant CREATEDB",
+                        redact_url(&settings.database_url)
+                    )
+                })?;
+        }
         let store = SqlStore::open(&settings.database_url, settings.database_max_connections)
             .await
             .with_context(|| {
@@ -80,12 +90,23 @@ impl Backend {
         let passwords = PasswordHashing::new(settings.passwords)?;
         let store = Arc::new(store);
         let keyring = Arc::new(keyring);
-        let services = Arc::new(Services::new(
-            store.clone() as Arc<dyn Store>,
-            keyring.clone(),
-            passwords,
-            settings.sessions,
-        ));
+        let transport: Option<Arc<dyn MailTransport>> = match &settings.smtp_url {
+            Some(url) => Some(Arc::new(SmtpMailer::from_url(url)?)),
+            None => None,
+        };
+        let mail_settings = MailSettings {
+            from: settings.mail_from.clone(),
+            public_url: settings.public_url.clone(),
+        };
+        let services = Arc::new(
+            Services::new(
+                store.clone() as Arc<dyn Store>,
+                keyring.clone(),
+                passwords,
+                settings.sessions,
+            )
+            .with_mail(mail_settings, transport),
+        );
         Ok(Backend {
             services,
             store,
@@ -186,6 +207,11 @@ impl Application {
         let jobs = tokio::spawn(run_jobs(
             self.backend.services.clone(),
             self.clock.clone(),
+            jobs_stopped.clone(),
+        ));
+        let mail = tokio::spawn(send_mail(
+            self.backend.services.clone(),
+            self.clock.clone(),
             jobs_stopped,
         ));
         let service = self
@@ -216,6 +242,7 @@ impl Application {
         };
         let _ = stop_jobs.send(true);
         let _ = jobs.await;
+        let _ = mail.await;
         self.backend.close().await;
         result
     }
@@ -243,6 +270,28 @@ async fn run_jobs(
     }
 }
 
+/// Delivers the outbox every few seconds until told to stop.
+async fn send_mail(
+    services: Arc<Services>,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_secs(2));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                match services.deliver_mail_once(clock.now()).await {
+                    Ok(report) if report != Default::default() => tracing::info!(?report, "mail delivery"),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = %error, "mail delivery failed"),
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 /// The OpenAPI document and the router, built from the same route definitions.
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::<AppState>::new()
@@ -251,6 +300,10 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::sessions::router())
         .merge(routes::me::router())
         .merge(routes::operator::router())
+        .merge(routes::orgs::router())
+        .merge(routes::teams::router())
+        .merge(routes::org_apps::router())
+        .merge(routes::app_api::router())
         .split_for_parts();
     openapi.info.title = String::from("Mamori");
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
@@ -292,7 +345,6 @@ fn router(state: AppState, settings: &Settings) -> Router {
     .with_state(state)
     .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
     .layer(middleware::from_fn_with_state(timeout, time_limit))
-    .layer(middleware::from_fn_with_state(tls, security_headers))
     .layer(CatchPanicLayer::custom(|_panic| {
         problem_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -302,7 +354,23 @@ fn router(state: AppState, settings: &Settings) -> Router {
             Vec::new(),
         )
     }))
-    .layer(TraceLayer::new_for_http())
+    .layer(middleware::from_fn_with_state(tls, security_headers))
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            // The request ID is in every log line of the request, so a problem's ID finds it.
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = %request_id,
+            )
+        }),
+    )
     .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
     .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
     .layer(middleware::from_fn(sanitize_request_id))

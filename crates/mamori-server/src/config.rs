@@ -7,14 +7,15 @@ use anyhow::{Context, bail};
 use ipnet::IpNet;
 use mamori_core::session::SessionPolicy;
 use mamori_service::PasswordParams;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The configuration as written: every field optional, defaults filled in by [`Config::resolve`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     pub database: DatabaseConfig,
     pub keyring: KeyringConfig,
@@ -25,68 +26,94 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (default: `mamori.db` in the data dir) or `postgres://...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyringConfig {
     /// Default: `keyring.db` in the data dir on SQLite; the database `<name>_keyring` on the
     /// same PostgreSQL server.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Default: `master.key` in the data dir, created on first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub master_key_file: Option<PathBuf>,
     /// The master key itself (base64), e.g. from a secret manager through the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub master_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` and `X-Forwarded-Proto` are
     /// believed. Empty: the peer address is the client.
     pub trusted_proxies: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub body_limit_bytes: Option<usize>,
+    /// The address people reach the service at, for links in mail (default
+    /// `http://` + the listen address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The sender of all mail (default `Mamori <no-reply@localhost>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_kib: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
     /// Hashes computed at once; default one per core.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<usize>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_minutes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub absolute_lifetime_days: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` (default) or `json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
     /// A tracing filter such as `info` or `mamori=debug,info`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
 }
 
@@ -128,6 +155,8 @@ pub struct Settings {
     pub request_timeout_seconds: u64,
     pub body_limit_bytes: usize,
     pub smtp_url: Option<String>,
+    pub mail_from: String,
+    pub public_url: String,
     pub passwords: PasswordParams,
     pub sessions: SessionPolicy,
     pub log_format: LogFormat,
@@ -160,18 +189,19 @@ impl Config {
 
     /// Applies `MAMORI_*` variables: `MAMORI_DATA_DIR`, `MAMORI_DATABASE__URL`,
     /// `MAMORI_SERVER__LISTEN`, ... (`__` separates a section from its key). Variables starting
-    /// with `MAMORI_TEST_` belong to the test suite and are passed over.
+    /// with `MAMORI_TEST_` or `MAMORI_BENCH_` belong to the test suite and the benchmarks and are
+    /// passed over.
     pub fn with_env(
         self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
-        let mut table = toml::Table::try_from(SerializableConfig(&self))?;
+        let mut table = toml::Table::try_from(&self)?;
         let mut any = false;
         for (name, value) in vars {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if key.starts_with("TEST_") || key.is_empty() {
+            if key.starts_with("TEST_") || key.starts_with("BENCH_") || key.is_empty() {
                 continue;
             }
             any = true;
@@ -307,6 +337,18 @@ impl Config {
             absolute_lifetime_ms: lifetime_days * 86_400_000,
             touch_interval_ms: policy_defaults.touch_interval_ms,
         };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url = self
+            .server
+            .public_url
+            .unwrap_or_else(|| format!("{scheme}://{listen}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("server.public_url must start with http:// or https://");
+        }
+        let mail_from = self
+            .smtp
+            .from
+            .unwrap_or_else(|| String::from("Mamori <no-reply@localhost>"));
         let log_format = match self.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -327,6 +369,8 @@ impl Config {
             request_timeout_seconds: self.server.request_timeout_seconds.unwrap_or(30),
             body_limit_bytes: self.server.body_limit_bytes.unwrap_or(64 * 1024),
             smtp_url: self.smtp.url,
+            mail_from,
+            public_url,
             passwords,
             sessions,
             log_format,
@@ -403,136 +447,6 @@ fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> 
                 _ => bail!("{first} is not a section"),
             }
         }
-    }
-}
-
-/// Writes a [`Config`] back as TOML so environment values can be layered over it.
-struct SerializableConfig<'a>(&'a Config);
-
-impl serde::Serialize for SerializableConfig<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let config = self.0;
-        let mut map = serializer.serialize_map(None)?;
-        if let Some(dir) = &config.data_dir {
-            map.serialize_entry("data_dir", dir)?;
-        }
-        let mut section =
-            |name: &str, entries: Vec<(&str, Option<toml::Value>)>| -> Result<(), S::Error> {
-                let table: toml::Table = entries
-                    .into_iter()
-                    .filter_map(|(key, value)| value.map(|value| (key.to_owned(), value)))
-                    .collect();
-                if !table.is_empty() {
-                    map.serialize_entry(name, &table)?;
-                }
-                Ok(())
-            };
-        let text = |value: &Option<String>| value.clone().map(toml::Value::String);
-        let path = |value: &Option<PathBuf>| {
-            value
-                .as_ref()
-                .map(|p| toml::Value::String(p.display().to_string()))
-        };
-        let int = |value: Option<i64>| value.map(toml::Value::Integer);
-        section(
-            "database",
-            vec![
-                ("url", text(&config.database.url)),
-                (
-                    "max_connections",
-                    int(config.database.max_connections.map(i64::from)),
-                ),
-            ],
-        )?;
-        section(
-            "keyring",
-            vec![
-                ("url", text(&config.keyring.url)),
-                ("master_key_file", path(&config.keyring.master_key_file)),
-                ("master_key", text(&config.keyring.master_key)),
-            ],
-        )?;
-        let proxies = (!config.server.trusted_proxies.is_empty()).then(|| {
-            toml::Value::Array(
-                config
-                    .server
-                    .trusted_proxies
-                    .iter()
-                    .cloned()
-                    .map(toml::Value::String)
-                    .collect(),
-            )
-        });
-        section(
-            "server",
-            vec![
-                ("listen", text(&config.server.listen)),
-                ("tls_cert", path(&config.server.tls_cert)),
-                ("tls_key", path(&config.server.tls_key)),
-                ("trusted_proxies", proxies),
-                (
-                    "request_timeout_seconds",
-                    int(config
-                        .server
-                        .request_timeout_seconds
-                        .and_then(|v| i64::try_from(v).ok())),
-                ),
-                (
-                    "body_limit_bytes",
-                    int(config
-                        .server
-                        .body_limit_bytes
-                        .and_then(|v| i64::try_from(v).ok())),
-                ),
-            ],
-        )?;
-        section("smtp", vec![("url", text(&config.smtp.url))])?;
-        section(
-            "passwords",
-            vec![
-                (
-                    "memory_kib",
-                    int(config.passwords.memory_kib.map(i64::from)),
-                ),
-                (
-                    "iterations",
-                    int(config.passwords.iterations.map(i64::from)),
-                ),
-                (
-                    "parallelism",
-                    int(config.passwords.parallelism.map(i64::from)),
-                ),
-                (
-                    "max_concurrent",
-                    int(config
-                        .passwords
-                        .max_concurrent
-                        .and_then(|v| i64::try_from(v).ok())),
-                ),
-            ],
-        )?;
-        section(
-            "sessions",
-            vec![
-                (
-                    "idle_timeout_minutes",
-                    int(config.sessions.idle_timeout_minutes),
-                ),
-                (
-                    "absolute_lifetime_days",
-                    int(config.sessions.absolute_lifetime_days),
-                ),
-            ],
-        )?;
-        section(
-            "log",
-            vec![
-                ("format", text(&config.log.format)),
-                ("filter", text(&config.log.filter)),
-            ],
-        )?;
-        map.end()
     }
 }
 

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mamori_api_types::{FieldProblem, Problem};
 use mamori_core::FieldError;
-use mamori_service::ServiceError;
+use mamori_service::{Refusal, ServiceError};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -64,11 +64,37 @@ impl ApiError {
                 String::from("a valid session or token is required; log in again"),
                 Vec::new(),
             ),
-            ApiError::Service(S::Forbidden) | ApiError::WrongPrincipal => (
+            ApiError::Service(S::Forbidden(message)) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                message.clone(),
+                Vec::new(),
+            ),
+            ApiError::WrongPrincipal => (
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "Forbidden",
                 String::from("this credential may not do that"),
+                Vec::new(),
+            ),
+            ApiError::Service(S::Refused {
+                kind,
+                code,
+                message,
+            }) => (
+                match kind {
+                    Refusal::Forbidden => StatusCode::FORBIDDEN,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                    Refusal::Gone => StatusCode::GONE,
+                },
+                code,
+                match kind {
+                    Refusal::Forbidden => "Forbidden",
+                    Refusal::Conflict => "Conflict",
+                    Refusal::Gone => "No longer valid",
+                },
+                message.clone(),
                 Vec::new(),
             ),
             ApiError::Service(S::NotFound) | ApiError::RouteNotFound => (

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use ipnet::IpNet;
 use mamori_core::FieldError;
 use mamori_service::{
-    AccountSession, Authenticated, OperatorPrincipal, RequestContext, ServiceError,
+    AccountSession, AppPrincipal, Authenticated, OperatorPrincipal, RequestContext, ServiceError,
 };
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
@@ -309,6 +309,23 @@ impl FromRequestParts<AppState> for OperatorAuth {
     ) -> Result<Self, Self::Rejection> {
         match authenticate(parts, state).await? {
             Authenticated::Operator(operator) => Ok(OperatorAuth(operator)),
+            _ => Err(ApiError::WrongPrincipal),
+        }
+    }
+}
+
+/// The caller holds an app's secret.
+pub struct AppAuth(pub AppPrincipal);
+
+impl FromRequestParts<AppState> for AppAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match authenticate(parts, state).await? {
+            Authenticated::App(app) => Ok(AppAuth(app)),
             _ => Err(ApiError::WrongPrincipal),
         }
     }

@@ -1,13 +1,16 @@
 //! Accounts: sign up, read and change one's own account, change the password, delete it.
 
 use crate::audit::{AuditDraft, RequestContext, record};
+use crate::error::Refusal;
+use crate::orgs::{insert_org_with_admin, parse_org_name};
 use crate::passwords::Verification;
 use crate::sessions::AccountSession;
 use crate::tokens::id_random;
 use crate::{ServiceError, Services};
 use mamori_core::account::{DisplayName, Email, NewPassword, normalize_password, personal_words};
 use mamori_core::audit::{ActorKind, Outcome, action};
-use mamori_core::{AccountId, FieldError, Timestamp};
+use mamori_core::org::OrgRole;
+use mamori_core::{AccountId, FieldError, OrgId, Timestamp};
 use mamori_keyring::DataKey;
 use mamori_store::{AccountRow, AccountStatus, StoreError};
 use serde_json::json;
@@ -20,6 +23,10 @@ pub struct SignUp {
     pub email: String,
     pub password: String,
     pub display_name: String,
+    /// ACC-1: also create an organization with this name, the new account its administrator.
+    pub organization_name: Option<String>,
+    /// ACC-2: join the organization of this invitation (sent to this email) at once.
+    pub invitation_token: Option<String>,
 }
 
 /// An account as its holder sees it, decrypted.
@@ -38,13 +45,26 @@ fn email_index(services: &Services, email: &Email) -> String {
 }
 
 impl Services {
-    /// ACC-1: anyone signs up with an email, a password of their own and a name.
+    /// ACC-1: anyone signs up with an email, a password of their own and a name; optionally
+    /// creating an organization, or joining one by invitation (ACC-2), in the same
+    /// transaction.
     pub async fn sign_up(
         &self,
         context: &RequestContext,
         input: SignUp,
         now: Timestamp,
-    ) -> Result<AccountView, ServiceError> {
+    ) -> Result<(AccountView, Option<OrgId>), ServiceError> {
+        if input.organization_name.is_some() && input.invitation_token.is_some() {
+            return Err(ServiceError::field(
+                "organization",
+                "cannot be combined with invitation_token: sign up, then create the organization",
+            ));
+        }
+        let org_name = input
+            .organization_name
+            .as_deref()
+            .map(|name| parse_org_name("organization.name", name))
+            .transpose()?;
         let email = Email::parse(EMAIL_FIELD, &input.email);
         let name = DisplayName::parse(NAME_FIELD, &input.display_name);
         let words = match (&email, &name) {
@@ -67,13 +87,28 @@ impl Services {
         if self.store.account_by_email_index(&index).await?.is_some() {
             return Err(email_taken());
         }
+        let invitation = match input.invitation_token.as_deref() {
+            Some(token) => Some(self.usable_invitation(token, &index, now).await?),
+            None => None,
+        };
         let password_hash = self.passwords.hash(password.as_str()).await?;
         let id = AccountId::from_random(&id_random()?);
-        // The key is made first: if the account row never commits, an unused key is harmless.
+        // Keys are made first: if the rows never commit, an unused key is harmless.
         let key = self
             .keyring
             .create_key(id.as_str(), now.as_millis())
             .await?;
+        let new_org = match &org_name {
+            Some(org_name) => {
+                let org_id = OrgId::from_random(&id_random()?);
+                let org_key = self
+                    .keyring
+                    .create_key(org_id.as_str(), now.as_millis())
+                    .await?;
+                Some((org_id, org_key, org_name.clone()))
+            }
+            None => None,
+        };
         let row = AccountRow {
             id: id.clone(),
             status: AccountStatus::Active,
@@ -81,7 +116,8 @@ impl Services {
             email_sealed: Some(key.seal(EMAIL_FIELD, email.as_str().as_bytes())?),
             display_name_sealed: Some(key.seal(NAME_FIELD, name.as_str().as_bytes())?),
             password_hash: Some(password_hash),
-            email_verified: false,
+            // Accepting an invitation proves the holder reads mail at this address.
+            email_verified: invitation.is_some(),
             created_at: now,
             updated_at: now,
             deleted_at: None,
@@ -101,12 +137,23 @@ impl Services {
                 now,
             )
             .await?;
+            if let Some((org_id, org_key, org_name)) = &new_org {
+                insert_org_with_admin(tx.as_mut(), context, org_key, org_id, org_name, &id, now)
+                    .await?;
+            }
+            if let Some(invitation) = &invitation {
+                self.accept_in_tx(tx.as_mut(), context, invitation, &id, now)
+                    .await?;
+            }
             tx.commit().await?;
             Ok::<(), ServiceError>(())
         }
         .await;
         if let Err(error) = result {
             let _ = self.keyring.destroy(id.as_str(), now.as_millis()).await;
+            if let Some((org_id, _, _)) = &new_org {
+                let _ = self.keyring.destroy(org_id.as_str(), now.as_millis()).await;
+            }
             return Err(match error {
                 ServiceError::Unexpected(inner)
                     if matches!(
@@ -119,14 +166,18 @@ impl Services {
                 other => other,
             });
         }
-        Ok(AccountView {
+        let view = AccountView {
             id,
             email: email.as_str().to_owned(),
             display_name: name.as_str().to_owned(),
-            email_verified: false,
+            email_verified: row.email_verified,
             created_at: now,
             updated_at: now,
-        })
+        };
+        let org = new_org
+            .map(|(org_id, _, _)| org_id)
+            .or_else(|| invitation.map(|invitation| invitation.org_id));
+        Ok((view, org))
     }
 
     /// Finds an active account by email (canonical, case-insensitive).
@@ -245,11 +296,36 @@ impl Services {
         let row = self
             .verified_account(session, context, password, "password", now)
             .await?;
+        let last_admin_of = self.store.orgs_where_last_admin(&row.id).await?;
+        if !last_admin_of.is_empty() {
+            return Err(last_admin_error(&last_admin_of));
+        }
         let mut tx = self.store.begin().await?;
         tx.tombstone_account(&row.id, now)
             .await
             .map_err(not_found_is_unauthenticated)?;
         let ended = tx.delete_sessions_of(&row.id, None).await?;
+        // Leaving every organization, each recorded in that organization's own trail. The
+        // last-administrator rule is checked again under each organization's lock.
+        for org_id in tx.orgs_of_account_in_tx(&row.id).await? {
+            tx.lock_org(&org_id).await?;
+            let Some(membership) = tx.membership_in_tx(&org_id, &row.id).await? else {
+                continue;
+            };
+            if membership.role == OrgRole::Admin && tx.count_admins(&org_id).await? <= 1 {
+                return Err(last_admin_error(std::slice::from_ref(&org_id)));
+            }
+            tx.delete_membership(&org_id, &row.id).await?;
+            let mut draft = AuditDraft::new(
+                ActorKind::Account,
+                Some(row.id.as_str()),
+                action::ORG_MEMBER_LEFT,
+            )
+            .target("account", row.id.as_str())
+            .details(json!({ "reason": "account_deleted" }));
+            draft.org = Some(&org_id);
+            record(tx.as_mut(), context, draft, now).await?;
+        }
         tx.request_key_destruction(row.id.as_str(), now).await?;
         record(
             tx.as_mut(),
@@ -341,6 +417,19 @@ pub(crate) fn view_of(row: &AccountRow, key: &DataKey) -> Result<AccountView, Se
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
+}
+
+fn last_admin_error(orgs: &[OrgId]) -> ServiceError {
+    let names: Vec<&str> = orgs.iter().map(OrgId::as_str).collect();
+    ServiceError::refused(
+        Refusal::Conflict,
+        "last_admin",
+        format!(
+            "you are the last administrator of {}; make someone else administrator or delete \
+             the organization first",
+            names.join(", ")
+        ),
+    )
 }
 
 fn email_taken() -> ServiceError {

@@ -14,19 +14,57 @@ pub enum ServiceError {
     InvalidCredentials,
     #[error("not authenticated")]
     Unauthenticated,
-    #[error("forbidden")]
-    Forbidden,
+    /// Authenticated, but this caller may not do this; the message says why.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// No such thing, or one the caller may not know exists.
     #[error("not found")]
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A refusal with its own stable code, e.g. `invitation_expired` or `last_admin`.
+    #[error("{code}: {message}")]
+    Refused {
+        kind: Refusal,
+        code: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// The kind of a coded refusal, which the edge maps to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller may not (403).
+    Forbidden,
+    /// The current state does not allow it (409).
+    Conflict,
+    /// It existed but is no longer usable (410).
+    Gone,
 }
 
 impl ServiceError {
     pub fn field(field: &str, message: &str) -> ServiceError {
         ServiceError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ServiceError {
+        ServiceError::Forbidden(message.into())
+    }
+
+    pub fn refused(kind: Refusal, code: &'static str, message: impl Into<String>) -> ServiceError {
+        ServiceError::Refused {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<mamori_core::org::Denied> for ServiceError {
+    fn from(denied: mamori_core::org::Denied) -> Self {
+        ServiceError::Forbidden(denied.0.to_owned())
     }
 }
 

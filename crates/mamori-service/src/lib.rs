@@ -6,23 +6,31 @@
 //! layer knows nothing of HTTP; the current time always comes in as `now`.
 
 mod accounts;
+mod apps;
 mod audit;
 mod error;
 pub mod jobs;
+pub mod mail;
 mod operator;
+mod orgs;
 pub mod passwords;
 mod sessions;
+mod teams;
 pub mod tokens;
 
 pub use accounts::{AccountView, SignUp};
+pub use apps::{AppMembershipView, OrgAppView};
 pub use audit::{RequestContext, event_hash, event_json};
-pub use error::ServiceError;
+pub use error::{Refusal, ServiceError};
+pub use mail::{DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SmtpMailer};
 pub use operator::{NewApp, NewOperatorToken};
+pub use orgs::{InvitationView, MemberView, NewInvitation, OrgAccess, OrgView, Page, RoleChange};
 pub use passwords::{PasswordHashing, PasswordParams};
 pub use sessions::{
     AccountSession, AppPrincipal, Authenticated, NewSession, OperatorPrincipal, SessionView,
     SessionsPage,
 };
+pub use teams::{TeamMemberView, TeamView};
 
 use mamori_core::session::SessionPolicy;
 use mamori_keyring::Keyring;
@@ -35,6 +43,8 @@ pub struct Services {
     keyring: Arc<Keyring>,
     passwords: PasswordHashing,
     session_policy: SessionPolicy,
+    mail_settings: MailSettings,
+    mail_transport: Option<Arc<dyn MailTransport>>,
 }
 
 impl Services {
@@ -49,7 +59,21 @@ impl Services {
             keyring,
             passwords,
             session_policy,
+            mail_settings: MailSettings::default(),
+            mail_transport: None,
         }
+    }
+
+    /// How mail is composed, and the transport that delivers it (`None`: mail stays in the
+    /// outbox).
+    pub fn with_mail(
+        mut self,
+        settings: MailSettings,
+        transport: Option<Arc<dyn MailTransport>>,
+    ) -> Services {
+        self.mail_settings = settings;
+        self.mail_transport = transport;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -8,20 +8,22 @@
 pub mod conformance;
 pub mod db;
 mod error;
+mod orgs;
 mod records;
 mod sql;
 
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
+pub use orgs::{OrgStore, OrgStoreTx};
 pub use records::*;
 pub use sql::SqlStore;
 
 use async_trait::async_trait;
-use mamori_core::{AccountId, SessionId, Timestamp};
+use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: OrgStore + Send + Sync {
     fn engine(&self) -> Engine;
 
     /// Checks that the database answers.
@@ -73,12 +75,38 @@ pub trait Store: Send + Sync {
 
     async fn pending_key_destructions(&self, limit: u32) -> Result<Vec<String>, StoreError>;
     async fn complete_key_destruction(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// Pending mail due at `now`, oldest first.
+    async fn due_mail(&self, now: Timestamp, limit: u32) -> Result<Vec<MailRow>, StoreError>;
+    /// Takes a lease on one message so that only one node sends it; false when another holds it.
+    async fn claim_mail(
+        &self,
+        id: &MailId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError>;
+    async fn mark_mail_sent(&self, id: &MailId, now: Timestamp) -> Result<(), StoreError>;
+    async fn mark_mail_retry(
+        &self,
+        id: &MailId,
+        attempts: i64,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    async fn mark_mail_failed(
+        &self,
+        id: &MailId,
+        attempts: i64,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// The outbox, newest first.
+    async fn mail(&self, limit: u32) -> Result<Vec<MailRow>, StoreError>;
 }
 
 /// Writes, inside one transaction. Every use case writes its audit event through the same
 /// transaction as its change.
 #[async_trait]
-pub trait StoreTx: Send {
+pub trait StoreTx: OrgStoreTx + Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     async fn account_for_update(
@@ -130,4 +158,7 @@ pub trait StoreTx: Send {
         owner: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// Puts a message in the outbox; it is sent only if this transaction commits.
+    async fn insert_mail(&mut self, mail: &MailRow) -> Result<(), StoreError>;
 }

@@ -1,6 +1,10 @@
 //! Rows as the store reads and writes them. Sealed fields are ciphertext made by the service.
 
-use mamori_core::{AccountId, AppId, AuditEventId, OperatorTokenId, SessionId, Timestamp};
+use mamori_core::org::{AppMode, Membership, OrgRole};
+use mamori_core::{
+    AccountId, AppId, AuditEventId, InvitationId, MailId, OperatorTokenId, OrgId, SessionId,
+    TeamId, Timestamp,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountStatus {
@@ -93,4 +97,142 @@ pub struct AuditEventRow {
     pub details: String,
     pub prev_hash: String,
     pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRow {
+    pub id: OrgId,
+    pub name_sealed: String,
+    pub status: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipRow {
+    pub org_id: OrgId,
+    pub account_id: AccountId,
+    pub role: OrgRole,
+    pub can_invite: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl MembershipRow {
+    pub fn membership(&self) -> Membership {
+        Membership::new(self.role, self.can_invite)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Revoked,
+    Replaced,
+}
+
+impl InvitationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationStatus::Pending => "pending",
+            InvitationStatus::Accepted => "accepted",
+            InvitationStatus::Revoked => "revoked",
+            InvitationStatus::Replaced => "replaced",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(InvitationStatus::Pending),
+            "accepted" => Some(InvitationStatus::Accepted),
+            "revoked" => Some(InvitationStatus::Revoked),
+            "replaced" => Some(InvitationStatus::Replaced),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRow {
+    pub id: InvitationId,
+    pub org_id: OrgId,
+    pub email_index: String,
+    pub email_sealed: String,
+    pub role: OrgRole,
+    pub can_invite: bool,
+    pub token_hash: String,
+    pub invited_by: AccountId,
+    pub status: InvitationStatus,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+    pub accepted_by: Option<AccountId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRow {
+    pub id: TeamId,
+    pub org_id: OrgId,
+    pub name_sealed: String,
+    pub created_by: AccountId,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamMemberRow {
+    pub team_id: TeamId,
+    pub org_id: OrgId,
+    pub account_id: AccountId,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgAppRow {
+    pub org_id: OrgId,
+    pub app_id: AppId,
+    pub mode: AppMode,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailStatus {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl MailStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailStatus::Pending => "pending",
+            MailStatus::Sent => "sent",
+            MailStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(MailStatus::Pending),
+            "sent" => Some(MailStatus::Sent),
+            "failed" => Some(MailStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailRow {
+    pub id: MailId,
+    pub key_owner: String,
+    pub kind: String,
+    pub message_sealed: String,
+    pub status: MailStatus,
+    pub attempts: i64,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub last_error: Option<String>,
 }

@@ -10,8 +10,10 @@
 
 pub mod database;
 pub mod process;
+pub mod smtp;
 
 pub use database::{TestDatabase, TestEngine};
+pub use smtp::{ReceivedMail, SmtpReceiver};
 
 use mamori_api_types::{Account, SessionCreated};
 use mamori_core::Timestamp;

@@ -61,6 +61,24 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Outgoing mail waiting in, or sent from, the outbox.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List the newest messages: status, attempts, recipient, subject (and body with --full).
+    List {
+        /// How many messages, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print each message's body too (it may hold one-time links).
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 #[derive(Args)]
@@ -194,6 +212,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "id": app.id.as_str(), "name": app.name, "secret": app.secret })
             );
+            Ok(())
+        }
+        Command::Outbox {
+            command: OutboxCommand::List { limit, full },
+        } => {
+            let backend = Backend::open(&settings).await?;
+            let entries = backend
+                .services
+                .outbox(limit.clamp(1, 10_000))
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            backend.close().await;
+            if entries.is_empty() {
+                println!("the outbox is empty");
+            }
+            for entry in entries {
+                let (to, subject) = match &entry.mail {
+                    Some(mail) => (mail.to.as_str(), mail.subject.as_str()),
+                    None => ("(unreadable: data key destroyed)", ""),
+                };
+                println!(
+                    "{}  {}  {:<7}  attempts {}  {}  to {}  {:?}{}",
+                    entry.id,
+                    entry.created_at,
+                    entry.status,
+                    entry.attempts,
+                    entry.kind,
+                    to,
+                    subject,
+                    entry
+                        .last_error
+                        .as_deref()
+                        .map(|error| format!("  last error: {error}"))
+                        .unwrap_or_default()
+                );
+                if full && let Some(mail) = &entry.mail {
+                    println!("{}\n", mail.body);
+                }
+            }
             Ok(())
         }
         Command::Jobs {

@@ -4,10 +4,11 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Context};
 use crate::routes::account_body;
+use crate::routes::orgs::org_body;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use mamori_api_types::{Account, Problem, SignUpRequest};
+use mamori_api_types::{Problem, SignUpRequest, SignedUp};
 use mamori_service::SignUp;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
     request_body = SignUpRequest,
     responses(
-        (status = 201, body = Account),
+        (status = 201, body = SignedUp),
         (status = 409, description = "the email has an account", body = Problem),
         (status = 422, description = "invalid email, name or weak password", body = Problem),
     ))]
@@ -28,8 +29,9 @@ async fn sign_up(
     State(state): State<AppState>,
     Context(context): Context,
     ApiJson(body): ApiJson<SignUpRequest>,
-) -> Result<(StatusCode, Json<Account>), ApiError> {
-    let view = state
+) -> Result<(StatusCode, Json<SignedUp>), ApiError> {
+    let now = state.clock.now();
+    let (view, org) = state
         .services
         .sign_up(
             &context,
@@ -37,9 +39,21 @@ async fn sign_up(
                 email: body.email,
                 password: body.password,
                 display_name: body.display_name,
+                organization_name: body.organization.map(|org| org.name),
+                invitation_token: body.invitation_token,
             },
-            state.clock.now(),
+            now,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(account_body(view))))
+    let organization = match org {
+        Some(org) => Some(org_body(state.services.org_view_of(&view.id, &org).await?)),
+        None => None,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(SignedUp {
+            account: account_body(view),
+            organization,
+        }),
+    ))
 }

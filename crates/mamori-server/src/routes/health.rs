@@ -24,7 +24,15 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.services.store().ping().await {
+    let keyring = state.services.keyring().ping().await;
+    match state
+        .services
+        .store()
+        .ping()
+        .await
+        .map_err(anyhow::Error::from)
+        .and(keyring.map_err(anyhow::Error::from))
+    {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {

@@ -1,10 +1,14 @@
 //! Routes, one module per resource, each with its handlers beside its paths.
 
 pub mod accounts;
+pub mod app_api;
 pub mod health;
 pub mod me;
 pub mod operator;
+pub mod org_apps;
+pub mod orgs;
 pub mod sessions;
+pub mod teams;
 
 use mamori_api_types::Account;
 use mamori_service::AccountView;

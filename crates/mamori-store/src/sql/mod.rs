@@ -4,19 +4,21 @@
 //! up front (`BEGIN IMMEDIATE`) behind an in-process gate, so writers queue instead of failing
 //! with `SQLITE_BUSY`; PostgreSQL uses ordinary transactions and row locks.
 
+mod orgs;
+
 use crate::db::{DatabaseRole, Engine, connect, data_migrator};
 use crate::error::StoreError;
 use crate::records::*;
 use crate::{Store, StoreTx};
 use async_trait::async_trait;
-use mamori_core::{AccountId, AppId, AuditEventId, OperatorTokenId, SessionId, Timestamp};
+use mamori_core::{AccountId, AppId, AuditEventId, MailId, OperatorTokenId, SessionId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     engine: Engine,
     /// One writer at a time on SQLite; unlimited on PostgreSQL.
     write_gate: Option<Arc<Semaphore>>,
@@ -61,14 +63,19 @@ const ACCOUNT_COLUMNS: &str = "id, status, email_index, email_sealed, display_na
     password_hash, email_verified, created_at, updated_at, deleted_at";
 const SESSION_COLUMNS: &str =
     "id, token_hash, account_id, created_at, last_seen_at, ip, user_agent";
+const MAIL_COLUMNS: &str = "id, key_owner, kind, message_sealed, status, attempts, created_at, \
+    next_attempt_at, sent_at, last_error";
 const AUDIT_COLUMNS: &str = "id, chain, seq, org_id, actor_type, actor_id, action, target_type, \
     target_id, outcome, ip, user_agent, request_id, occurred_at, details, prev_hash, hash";
 
-fn time_at(row: &AnyRow, column: &str) -> Result<Timestamp, StoreError> {
+pub(crate) fn time_at(row: &AnyRow, column: &str) -> Result<Timestamp, StoreError> {
     Ok(Timestamp::from_millis(row.try_get::<i64, _>(column)?))
 }
 
-fn optional_time_at(row: &AnyRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
+pub(crate) fn optional_time_at(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<Timestamp>, StoreError> {
     Ok(row
         .try_get::<Option<i64>, _>(column)?
         .map(Timestamp::from_millis))
@@ -103,6 +110,23 @@ fn session_from(row: &AnyRow) -> Result<SessionRow, StoreError> {
     })
 }
 
+fn mail_from(row: &AnyRow) -> Result<MailRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(MailRow {
+        id: MailId::from_stored(row.try_get("id")?),
+        key_owner: row.try_get("key_owner")?,
+        kind: row.try_get("kind")?,
+        message_sealed: row.try_get("message_sealed")?,
+        status: MailStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("mail status {status}")))?,
+        attempts: row.try_get("attempts")?,
+        created_at: time_at(row, "created_at")?,
+        next_attempt_at: time_at(row, "next_attempt_at")?,
+        sent_at: optional_time_at(row, "sent_at")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
 fn audit_from(row: &AnyRow) -> Result<AuditEventRow, StoreError> {
     Ok(AuditEventRow {
         id: AuditEventId::from_stored(row.try_get("id")?),
@@ -125,7 +149,7 @@ fn audit_from(row: &AnyRow) -> Result<AuditEventRow, StoreError> {
     })
 }
 
-fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
+pub(crate) fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
 }
 
@@ -329,10 +353,100 @@ impl Store for SqlStore {
             .await?;
         Ok(())
     }
+
+    async fn due_mail(&self, now: Timestamp, limit: u32) -> Result<Vec<MailRow>, StoreError> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {MAIL_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at, id LIMIT $2"
+        )))
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(mail_from).collect()
+    }
+
+    async fn claim_mail(
+        &self,
+        id: &MailId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE outbox SET lease_until = $1 WHERE id = $2 AND status = 'pending' \
+             AND (lease_until IS NULL OR lease_until <= $3)",
+        )
+        .bind(lease_until.as_millis())
+        .bind(id.as_str())
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn mark_mail_sent(&self, id: &MailId, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, \
+             lease_until = NULL, last_error = NULL WHERE id = $2",
+        )
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_mail_retry(
+        &self,
+        id: &MailId,
+        attempts: i64,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, \
+             lease_until = NULL WHERE id = $4",
+        )
+        .bind(attempts)
+        .bind(next_attempt_at.as_millis())
+        .bind(error)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_mail_failed(
+        &self,
+        id: &MailId,
+        attempts: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'failed', attempts = $1, last_error = $2, lease_until = NULL \
+             WHERE id = $3",
+        )
+        .bind(attempts)
+        .bind(error)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mail(&self, limit: u32) -> Result<Vec<MailRow>, StoreError> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {MAIL_COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(mail_from).collect()
+    }
 }
 
-struct SqlTx {
-    tx: Transaction<'static, Any>,
+pub(crate) struct SqlTx {
+    pub(crate) tx: Transaction<'static, Any>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -557,6 +671,25 @@ impl StoreTx for SqlTx {
         expect_one(result.rows_affected())
     }
 
+    async fn insert_mail(&mut self, mail: &MailRow) -> Result<(), StoreError> {
+        sqlx::query(sql(format!(
+            "INSERT INTO outbox ({MAIL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )))
+        .bind(mail.id.as_str())
+        .bind(mail.key_owner.as_str())
+        .bind(mail.kind.as_str())
+        .bind(mail.message_sealed.as_str())
+        .bind(mail.status.as_str())
+        .bind(mail.attempts)
+        .bind(mail.created_at.as_millis())
+        .bind(mail.next_attempt_at.as_millis())
+        .bind(mail.sent_at.map(Timestamp::as_millis))
+        .bind(mail.last_error.as_deref())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     async fn request_key_destruction(
         &mut self,
         owner: &str,
@@ -574,7 +707,7 @@ impl StoreTx for SqlTx {
     }
 }
 
-fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
+pub(crate) fn expect_one(rows_affected: u64) -> Result<(), StoreError> {
     if rows_affected == 1 {
         Ok(())
     } else {
