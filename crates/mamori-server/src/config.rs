@@ -160,7 +160,8 @@ impl Config {
 
     /// Applies `MAMORI_*` variables: `MAMORI_DATA_DIR`, `MAMORI_DATABASE__URL`,
     /// `MAMORI_SERVER__LISTEN`, ... (`__` separates a section from its key). Variables starting
-    /// with `MAMORI_TEST_` belong to the test suite and are passed over.
+    /// with `MAMORI_TEST_` or `MAMORI_BENCH_` belong to the test suite and the benchmarks and are
+    /// passed over.
     pub fn with_env(
         self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -171,7 +172,7 @@ impl Config {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if key.starts_with("TEST_") || key.is_empty() {
+            if key.starts_with("TEST_") || key.starts_with("BENCH_") || key.is_empty() {
                 continue;
             }
             any = true;

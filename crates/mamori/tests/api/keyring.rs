@@ -3,7 +3,9 @@
 //! data store cannot be read, the job finishes destructions left over, and password hashes are
 //! upgraded at login when the parameters change.
 
-use mamori_testkit::{ClockExt, GOOD_PASSWORD, TestApp, TestEngine, json_of, spawn_app, spawn_with};
+use mamori_testkit::{
+    ClockExt, GOOD_PASSWORD, TestApp, TestEngine, json_of, spawn_app, spawn_with,
+};
 use serde_json::json;
 use sqlx::Row;
 
@@ -20,7 +22,13 @@ const NAME: &str = "Zenobia Quartermaine";
 /// Every text value stored in the data store, as one string per row, through SQL.
 async fn all_stored_text(app: &TestApp) -> Vec<String> {
     let pool = app.database.pool().await;
-    let tables = ["accounts", "sessions", "audit_events", "audit_chain_heads", "key_destructions"];
+    let tables = [
+        "accounts",
+        "sessions",
+        "audit_events",
+        "audit_chain_heads",
+        "key_destructions",
+    ];
     let mut texts = Vec::new();
     for table in tables {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
@@ -52,7 +60,12 @@ async fn no_plaintext_personal_data_in_the_data_store(engine: TestEngine) {
     let (_, token) = app.account_with_session_named(EMAIL, NAME).await;
     let renamed = "Zenobia Q. Renamed";
     let response = app
-        .request(reqwest::Method::PATCH, "/api/v1/me", Some(&token), Some(&json!({ "display_name": renamed })))
+        .request(
+            reqwest::Method::PATCH,
+            "/api/v1/me",
+            Some(&token),
+            Some(&json!({ "display_name": renamed })),
+        )
         .await;
     json_of(response, 200).await;
 
@@ -80,7 +93,10 @@ async fn no_plaintext_personal_data_in_the_data_store(engine: TestEngine) {
             n_files += 1;
             let bytes = std::fs::read(&path).unwrap();
             for secret in [EMAIL, NAME, renamed, "zenobia"] {
-                assert!(!contains_case_insensitive(&bytes, secret), "{secret:?} found in {name}");
+                assert!(
+                    !contains_case_insensitive(&bytes, secret),
+                    "{secret:?} found in {name}"
+                );
             }
         }
         assert!(n_files >= 2, "expected the database and its WAL");
@@ -93,11 +109,12 @@ async fn deleting_an_account_shreds_its_data_key(engine: TestEngine) {
     let pool = app.database.pool().await;
 
     // A "backup" of the data store taken before the deletion.
-    let backup = sqlx::query("SELECT email_sealed, display_name_sealed FROM accounts WHERE id = $1")
-        .bind(&account.id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let backup =
+        sqlx::query("SELECT email_sealed, display_name_sealed FROM accounts WHERE id = $1")
+            .bind(&account.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let sealed_email: String = backup.get("email_sealed");
     let sealed_name: String = backup.get("display_name_sealed");
     let keyring = app.services.keyring().clone();
@@ -105,10 +122,17 @@ async fn deleting_an_account_shreds_its_data_key(engine: TestEngine) {
     assert_eq!(key.open_string("email", &sealed_email).unwrap(), EMAIL);
     assert_eq!(key.open_string("display_name", &sealed_name).unwrap(), NAME);
     drop(key);
-    let wrapped_before = wrapped_key_text(&app, &account.id).await.expect("key stored");
+    let wrapped_before = wrapped_key_text(&app, &account.id)
+        .await
+        .expect("key stored");
 
     let response = app
-        .request(reqwest::Method::DELETE, "/api/v1/me", Some(&token), Some(&json!({ "password": GOOD_PASSWORD })))
+        .request(
+            reqwest::Method::DELETE,
+            "/api/v1/me",
+            Some(&token),
+            Some(&json!({ "password": GOOD_PASSWORD })),
+        )
         .await;
     assert_eq!(response.status(), 204);
 
@@ -133,7 +157,12 @@ async fn deleting_an_account_shreds_its_data_key(engine: TestEngine) {
     .await
     .unwrap();
     assert_eq!(tombstone.get::<String, _>("status"), "deleted");
-    for column in ["email_index", "email_sealed", "display_name_sealed", "password_hash"] {
+    for column in [
+        "email_index",
+        "email_sealed",
+        "display_name_sealed",
+        "password_hash",
+    ] {
         assert_eq!(tombstone.get::<Option<String>, _>(column), None, "{column}");
     }
     pool.close().await;
@@ -142,7 +171,9 @@ async fn deleting_an_account_shreds_its_data_key(engine: TestEngine) {
     if engine == TestEngine::Sqlite {
         let bytes = std::fs::read(app.database.data_dir().join("keyring.db")).unwrap();
         assert!(
-            !bytes.windows(wrapped_before.len()).any(|window| window == wrapped_before.as_bytes()),
+            !bytes
+                .windows(wrapped_before.len())
+                .any(|window| window == wrapped_before.as_bytes()),
             "the wrapped key is still in keyring.db"
         );
     }
@@ -151,7 +182,9 @@ async fn deleting_an_account_shreds_its_data_key(engine: TestEngine) {
 /// The wrapped data key of `owner` as stored in the keyring database.
 async fn wrapped_key_text(app: &TestApp, owner: &str) -> Option<String> {
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(app.database.keyring_url()).await.unwrap();
+    let pool = sqlx::AnyPool::connect(app.database.keyring_url())
+        .await
+        .unwrap();
     let row = sqlx::query("SELECT wrapped FROM data_keys WHERE owner = $1")
         .bind(owner)
         .fetch_optional(&pool)
@@ -179,7 +212,11 @@ async fn leftover_key_destructions_are_finished_by_the_job(engine: TestEngine) {
     assert_eq!(report.keys_destroyed, 1);
     assert!(keyring.key(owner).await.is_err());
     // Idempotent: a second round finds nothing to do.
-    let report = app.services.run_jobs_once(now.plus_millis(1)).await.unwrap();
+    let report = app
+        .services
+        .run_jobs_once(now.plus_millis(1))
+        .await
+        .unwrap();
     assert_eq!(report.keys_destroyed, 0);
     pool.close().await;
 }
@@ -188,7 +225,10 @@ async fn password_hashes_are_upgraded_at_login(engine: TestEngine) {
     let mut app = spawn_app(engine).await;
     let account = app.sign_up(EMAIL, GOOD_PASSWORD, NAME).await;
     let stored = stored_hash(&app, &account.id).await;
-    assert!(stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{stored}");
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+        "{stored}"
+    );
 
     // Restart with stronger parameters: the next login upgrades the stored hash.
     app.stop().await;
@@ -199,9 +239,16 @@ async fn password_hashes_are_upgraded_at_login(engine: TestEngine) {
     let app = spawn_with(app.database.clone(), settings, app.clock.clone()).await;
     app.log_in(EMAIL, GOOD_PASSWORD).await;
     let upgraded = stored_hash(&app, &account.id).await;
-    assert!(upgraded.starts_with("$argon2id$v=19$m=512,t=2,p=1$"), "{upgraded}");
+    assert!(
+        upgraded.starts_with("$argon2id$v=19$m=512,t=2,p=1$"),
+        "{upgraded}"
+    );
     app.log_in(EMAIL, GOOD_PASSWORD).await;
-    assert_eq!(stored_hash(&app, &account.id).await, upgraded, "no second rehash");
+    assert_eq!(
+        stored_hash(&app, &account.id).await,
+        upgraded,
+        "no second rehash"
+    );
 }
 
 async fn stored_hash(app: &TestApp, account: &str) -> String {
