@@ -185,7 +185,14 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let (status, code, title, detail, errors) = self.parts();
-        problem_response(status, code, title, detail, errors)
+        let mut response = problem_response(status, code, title, detail, errors);
+        if matches!(self, ApiError::PayloadTooLarge) {
+            // The rest of the body is not read, so this connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

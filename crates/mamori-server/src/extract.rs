@@ -66,14 +66,16 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let inner = error.into_inner();
             return Err(match inner.classify() {
                 serde_json::error::Category::Data => {
-                    let field = if path == "." {
-                        String::from("body")
-                    } else {
-                        path
+                    let message = data_message(&inner);
+                    let field = match missing_field(&message) {
+                        // serde reports a missing field at its parent's path.
+                        Some(name) if path == "." => name.to_owned(),
+                        Some(name) => format!("{path}.{name}"),
+                        None if path == "." => String::from("body"),
+                        None => path,
                     };
                     ApiError::Service(ServiceError::Validation(vec![FieldError::new(
-                        field,
-                        data_message(&inner),
+                        field, message,
                     )]))
                 }
                 _ => ApiError::MalformedJson(format!("the body is not valid JSON: {inner}")),
@@ -84,6 +86,13 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::MalformedJson(String::from("trailing characters after the JSON value"))
     })?;
     Ok(value)
+}
+
+/// The name in serde's "missing field `name`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
 }
 
 /// serde's message without its " at line 1 column 9" position suffix.

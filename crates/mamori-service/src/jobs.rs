@@ -31,8 +31,11 @@ impl Services {
             .await?;
         let mut keys_destroyed = 0;
         for owner in self.store.pending_key_destructions(KEY_BATCH).await? {
-            self.destroy_key(&owner, now).await?;
-            keys_destroyed += 1;
+            // One stuck destruction must not hold up the others; it is tried again next round.
+            match self.destroy_key(&owner, now).await {
+                Ok(()) => keys_destroyed += 1,
+                Err(error) => tracing::error!(%owner, %error, "key destruction failed; will retry"),
+            }
         }
         Ok(JobReport {
             sessions_expired,

@@ -68,7 +68,8 @@ impl Services {
             tx.as_mut(),
             &RequestContext::default(),
             AuditDraft::new(ActorKind::System, None, action::OPERATOR_TOKEN_CREATED)
-                .target("operator_token", row.id.as_str()),
+                .target("operator_token", row.id.as_str())
+                .details(serde_json::json!({ "name": row.name })),
             now,
         )
         .await?;

@@ -110,14 +110,21 @@ impl PasswordHashing {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("hashing pool closed")))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("hashing task: {error}")))
+        // The permit moves into the blocking task: if the caller goes away (a client hangs up
+        // mid-login), the hash still counts against the limit until it has finished.
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("hashing task: {error}")))
     }
 }
 

@@ -63,6 +63,15 @@ pub struct SessionsPage {
     pub next_cursor: Option<String>,
 }
 
+/// Reads a session-list cursor: `<created_at millis>.<session ID>`.
+fn parse_session_cursor(cursor: &str) -> Option<(Timestamp, SessionId)> {
+    let (time, id) = cursor.split_once('.')?;
+    Some((
+        Timestamp::from_millis(time.parse().ok()?),
+        SessionId::parse(id)?,
+    ))
+}
+
 /// User agents are kept for the holder's session list; a longer one is cut.
 const USER_AGENT_MAX_CHARS: usize = 512;
 
@@ -76,6 +85,8 @@ impl Services {
         password: &str,
         now: Timestamp,
     ) -> Result<NewSession, ServiceError> {
+        // Counted after normalization, exactly as the policy counted it at sign-up.
+        let password = normalize_password(password);
         if password.chars().count() > PASSWORD_MAX_CHARS {
             return Err(ServiceError::field(
                 "password",
@@ -87,7 +98,7 @@ impl Services {
         let verification = self
             .passwords
             .verify(
-                &normalize_password(password),
+                &password,
                 account
                     .as_ref()
                     .and_then(|row| row.password_hash.as_deref()),
@@ -111,7 +122,7 @@ impl Services {
             }
         };
         let rehash = if needs_rehash {
-            Some(self.passwords.hash(&normalize_password(password)).await?)
+            Some(self.passwords.hash(&password).await?)
         } else {
             None
         };
@@ -262,7 +273,8 @@ impl Services {
         Ok(())
     }
 
-    /// The holder's sessions, oldest first. `cursor` is the last session ID of the previous page.
+    /// The holder's live sessions, oldest first. The cursor is the position (creation time and
+    /// ID) of the last session of the previous page.
     pub async fn list_sessions(
         &self,
         session: &AccountSession,
@@ -272,34 +284,35 @@ impl Services {
     ) -> Result<SessionsPage, ServiceError> {
         let after = match cursor {
             Some(cursor) => Some(
-                SessionId::parse(cursor)
+                parse_session_cursor(cursor)
                     .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))?,
             ),
             None => None,
         };
+        let policy = self.session_policy;
         let mut rows = self
             .store
-            .sessions_of(&session.account_id, after.as_ref(), limit + 1)
+            .sessions_of(
+                &session.account_id,
+                now.plus_millis(-policy.absolute_lifetime_ms),
+                now.plus_millis(-policy.idle_timeout_ms),
+                after.as_ref().map(|(time, id)| (*time, id)),
+                limit + 1,
+            )
             .await?;
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = has_more
-            .then(|| rows.last().map(|row| row.id.as_str().to_owned()))
-            .flatten();
+        let next_cursor = if has_more {
+            rows.last()
+                .map(|row| format!("{}.{}", row.created_at.as_millis(), row.id))
+        } else {
+            None
+        };
         let items = rows
             .into_iter()
-            .filter(|row| {
-                matches!(
-                    self.session_policy
-                        .state(row.created_at, row.last_seen_at, now),
-                    SessionState::Valid { .. }
-                )
-            })
             .map(|row| SessionView {
                 current: row.id == session.session_id,
-                expires_at: self
-                    .session_policy
-                    .expires_at(row.created_at, row.last_seen_at),
+                expires_at: policy.expires_at(row.created_at, row.last_seen_at),
                 id: row.id,
                 created_at: row.created_at,
                 last_seen_at: row.last_seen_at,

@@ -6,6 +6,9 @@
 use crate::{AccountRow, AccountStatus, AuditEventRow, SessionRow, Store, StoreError};
 use mamori_core::{AccountId, AuditEventId, SessionId, Timestamp};
 
+/// Before every time used here: no session is excluded as expired.
+const EPOCH: Timestamp = Timestamp::from_millis(-1);
+
 fn account(n: u8, email_index: &str) -> AccountRow {
     AccountRow {
         id: AccountId::from_random(&[n; 17]),
@@ -109,11 +112,20 @@ async fn sessions(store: &dyn Store) {
         .unwrap();
     tx.commit().await.unwrap();
 
-    let first_page = store.sessions_of(&owner.id, None, 2).await.unwrap();
+    let first_page = store
+        .sessions_of(&owner.id, EPOCH, EPOCH, None, 2)
+        .await
+        .unwrap();
     assert_eq!(first_page.len(), 2);
     assert_eq!(first_page[0].created_at, Timestamp::from_millis(100));
     let second_page = store
-        .sessions_of(&owner.id, Some(&first_page[1].id), 2)
+        .sessions_of(
+            &owner.id,
+            EPOCH,
+            EPOCH,
+            Some((first_page[1].created_at, &first_page[1].id)),
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(second_page.len(), 1);
@@ -146,7 +158,11 @@ async fn sessions(store: &dyn Store) {
     );
     tx.commit().await.unwrap();
     assert_eq!(
-        store.sessions_of(&owner.id, None, 10).await.unwrap().len(),
+        store
+            .sessions_of(&owner.id, EPOCH, EPOCH, None, 10)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 

@@ -2,8 +2,9 @@
 //! errors, one implementation in portable SQL for SQLite and PostgreSQL, and a conformance
 //! suite every engine must pass against a real database.
 //!
-//! This crate holds no business rules: it does not decide who may do what, and it never sees
-//! plaintext personal data (the service seals it before it gets here).
+//! This crate holds no business rules: it does not decide who may do what. It never sees an
+//! email address, a person's name or an organization's content in plaintext: the service seals
+//! them before they get here. (Request metadata such as client IPs is stored as given.)
 
 pub mod conformance;
 pub mod db;
@@ -45,11 +46,15 @@ pub trait Store: OrgStore + Send + Sync {
     ) -> Result<Option<SessionRow>, StoreError>;
     /// Records that a session was used; a plain update outside any transaction.
     async fn touch_session(&self, id: &SessionId, now: Timestamp) -> Result<(), StoreError>;
-    /// The account's sessions, oldest first, after the session `after` when given.
+    /// The account's live sessions (created after `created_after` and seen after
+    /// `seen_after`), oldest first, after the position `after` (creation time, ID) when given.
+    /// The position is the cursor itself, so a page works even once that session is gone.
     async fn sessions_of(
         &self,
         account: &AccountId,
-        after: Option<&SessionId>,
+        created_after: Timestamp,
+        seen_after: Timestamp,
+        after: Option<(Timestamp, &SessionId)>,
         limit: u32,
     ) -> Result<Vec<SessionRow>, StoreError>;
     /// Deletes sessions past their lifetime or idle timeout; returns how many.
@@ -109,10 +114,6 @@ pub trait Store: OrgStore + Send + Sync {
 pub trait StoreTx: OrgStoreTx + Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
-    async fn account_for_update(
-        &mut self,
-        id: &AccountId,
-    ) -> Result<Option<AccountRow>, StoreError>;
     async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError>;
     async fn update_display_name(
         &mut self,

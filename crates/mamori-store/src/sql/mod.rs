@@ -232,34 +232,29 @@ impl Store for SqlStore {
     async fn sessions_of(
         &self,
         account: &AccountId,
-        after: Option<&SessionId>,
+        created_after: Timestamp,
+        seen_after: Timestamp,
+        after: Option<(Timestamp, &SessionId)>,
         limit: u32,
     ) -> Result<Vec<SessionRow>, StoreError> {
-        // Keyset pagination on (created_at, id), so pages stay stable while sessions come and go.
-        let rows = match after {
-            None => {
-                sqlx::query(sql(format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE account_id = $1 \
-                     ORDER BY created_at, id LIMIT $2"
-                )))
-                .bind(account.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Some(after) => {
-                sqlx::query(sql(format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions s WHERE account_id = $1 AND \
-                     (created_at, id) > (SELECT created_at, id FROM sessions WHERE id = $2) \
-                     ORDER BY created_at, id LIMIT $3"
-                )))
-                .bind(account.as_str())
-                .bind(after.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
+        // Keyset pagination on (created_at, id), so pages stay stable while sessions come and
+        // go. Without a position, (-1, '') sorts before every session.
+        let (after_time, after_id) = match after {
+            Some((time, id)) => (time.as_millis(), id.as_str()),
+            None => (-1, ""),
         };
+        let rows = sqlx::query(sql(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE account_id = $1 AND created_at > $2 \
+             AND last_seen_at > $3 AND (created_at, id) > ($4, $5) ORDER BY created_at, id LIMIT $6"
+        )))
+        .bind(account.as_str())
+        .bind(created_after.as_millis())
+        .bind(seen_after.as_millis())
+        .bind(after_time)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(session_from).collect()
     }
 
@@ -455,21 +450,6 @@ impl StoreTx for SqlTx {
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())
-    }
-
-    async fn account_for_update(
-        &mut self,
-        id: &AccountId,
-    ) -> Result<Option<AccountRow>, StoreError> {
-        // SQLite holds the database write lock already; on PostgreSQL the row lock is taken by
-        // the first UPDATE, and callers update the row they read.
-        let row = sqlx::query(sql(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.as_ref().map(account_from).transpose()
     }
 
     async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError> {

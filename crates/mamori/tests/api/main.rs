@@ -1,6 +1,9 @@
 //! The API test suite: every test talks to the real server over loopback, on SQLite and on
 //! PostgreSQL (see `mamori_testkit::engine_tests!`).
 
+// Test helpers outside `#[test]` functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod accounts;
 mod bad_input;
 mod cli;
