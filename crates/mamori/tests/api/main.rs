@@ -10,5 +10,8 @@ mod cli;
 mod conformance;
 mod http;
 mod keyring;
+mod mail;
 mod operator;
+mod org_access;
+mod orgs;
 mod sessions;
