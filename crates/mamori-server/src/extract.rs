@@ -289,56 +289,40 @@ fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The caller holds a session of an account.
-pub struct AccountAuth(pub AccountSession);
+/// Defines an extractor that accepts one kind of principal and answers 403 to the others.
+macro_rules! principal_extractor {
+    ($(#[$meta:meta])* $name:ident($inner:ty) = $variant:ident) => {
+        $(#[$meta])*
+        pub struct $name(pub $inner);
 
-impl FromRequestParts<AppState> for AccountAuth {
-    type Rejection = ApiError;
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        match authenticate(parts, state).await? {
-            Authenticated::Account(session) => Ok(AccountAuth(session)),
-            _ => Err(ApiError::WrongPrincipal),
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, Self::Rejection> {
+                match authenticate(parts, state).await? {
+                    Authenticated::$variant(principal) => Ok($name(principal)),
+                    _ => Err(ApiError::WrongPrincipal),
+                }
+            }
         }
-    }
+    };
 }
 
-/// The caller holds an operator token.
-pub struct OperatorAuth(pub OperatorPrincipal);
-
-impl FromRequestParts<AppState> for OperatorAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        match authenticate(parts, state).await? {
-            Authenticated::Operator(operator) => Ok(OperatorAuth(operator)),
-            _ => Err(ApiError::WrongPrincipal),
-        }
-    }
-}
-
-/// The caller holds an app's secret.
-pub struct AppAuth(pub AppPrincipal);
-
-impl FromRequestParts<AppState> for AppAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        match authenticate(parts, state).await? {
-            Authenticated::App(app) => Ok(AppAuth(app)),
-            _ => Err(ApiError::WrongPrincipal),
-        }
-    }
-}
+principal_extractor!(
+    /// The caller holds a session of an account.
+    AccountAuth(AccountSession) = Account
+);
+principal_extractor!(
+    /// The caller holds an operator token.
+    OperatorAuth(OperatorPrincipal) = Operator
+);
+principal_extractor!(
+    /// The caller holds an app's secret.
+    AppAuth(AppPrincipal) = App
+);
 
 #[cfg(test)]
 mod tests {

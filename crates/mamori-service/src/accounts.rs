@@ -1,6 +1,6 @@
 //! Accounts: sign up, read and change one's own account, change the password, delete it.
 
-use crate::audit::{AuditDraft, RequestContext, record};
+use crate::audit::{AuditDraft, RequestContext, record, record_and_commit};
 use crate::error::Refusal;
 use crate::orgs::{insert_org_with_admin, parse_org_name};
 use crate::passwords::Verification;
@@ -222,8 +222,8 @@ impl Services {
         tx.update_display_name(&session.account_id, &sealed, now)
             .await
             .map_err(not_found_is_unauthenticated)?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             AuditDraft::new(
                 ActorKind::Account,
@@ -235,7 +235,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         self.me(session).await
     }
 
@@ -266,8 +265,8 @@ impl Services {
         let ended = tx
             .delete_sessions_of(&row.id, Some(&session.session_id))
             .await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             AuditDraft::new(
                 ActorKind::Account,
@@ -279,7 +278,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -327,8 +325,8 @@ impl Services {
             record(tx.as_mut(), context, draft, now).await?;
         }
         tx.request_key_destruction(row.id.as_str(), now).await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             AuditDraft::new(
                 ActorKind::Account,
@@ -340,7 +338,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         // The destruction request is already durable; if this fails the job finishes it.
         if let Err(error) = self.destroy_key(row.id.as_str(), now).await {
             tracing::warn!(account = %row.id, error = %error, "key destruction deferred to the job");
@@ -368,9 +365,9 @@ impl Services {
             .verify(&normalize_password(password), row.password_hash.as_deref())
             .await?;
         if verification == Verification::Mismatch {
-            let mut tx = self.store.begin().await?;
-            record(
-                tx.as_mut(),
+            let tx = self.store.begin().await?;
+            record_and_commit(
+                tx,
                 context,
                 AuditDraft::new(
                     ActorKind::Account,
@@ -382,7 +379,6 @@ impl Services {
                 now,
             )
             .await?;
-            tx.commit().await?;
             return Err(ServiceError::Validation(vec![FieldError::new(
                 field,
                 "is not the account's password",

@@ -2,8 +2,8 @@
 //! everyone or for selected members; an app asks whether an account is an active member.
 //! An app sees only organizations that enabled it.
 
-use crate::audit::{RequestContext, record};
-use crate::orgs::{ORG_ACTIVE, OrgAccess, Page, org_event};
+use crate::audit::{RequestContext, record, record_and_commit};
+use crate::orgs::{ORG_ACTIVE, OrgAccess, Page, org_event, parse_cursor};
 use crate::sessions::AppPrincipal;
 use crate::{ServiceError, Services};
 use mamori_core::audit::action;
@@ -64,8 +64,8 @@ impl Services {
         let was_enabled = tx
             .upsert_org_app(&access.org_id, &app_id, mode, now)
             .await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_APP_ENABLED)
                 .target("app", app_id.as_str())
@@ -73,7 +73,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         self.org_app(access, app_id.as_str()).await
     }
 
@@ -91,14 +90,13 @@ impl Services {
         if !tx.delete_org_app(&access.org_id, &app_id).await? {
             return Err(ServiceError::NotFound);
         }
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_APP_DISABLED).target("app", app_id.as_str()),
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -157,12 +155,7 @@ impl Services {
             .org_app(&access.org_id, &app_id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let after = cursor
-            .map(|text| {
-                AccountId::parse(text)
-                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = parse_cursor(cursor, AccountId::parse)?;
         let rows = self
             .store
             .org_app_members(&access.org_id, &app_id, after.as_ref(), limit + 1)

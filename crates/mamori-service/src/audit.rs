@@ -96,6 +96,18 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// Records the use case's event and commits its transaction: the common last step.
+pub(crate) async fn record_and_commit(
+    mut tx: Box<dyn StoreTx>,
+    context: &RequestContext,
+    draft: AuditDraft<'_>,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    record(tx.as_mut(), context, draft, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The event as hashed and exported: every stored field but `hash`.
 pub fn event_json(row: &AuditEventRow) -> Result<Value, ServiceError> {
     let details: Value = serde_json::from_str(&row.details)

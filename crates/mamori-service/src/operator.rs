@@ -1,6 +1,6 @@
 //! The operator's bootstrap: operator tokens and app registration.
 
-use crate::audit::{AuditDraft, RequestContext, record};
+use crate::audit::{AuditDraft, RequestContext, record_and_commit};
 use crate::sessions::OperatorPrincipal;
 use crate::tokens::{APP_PREFIX, OPERATOR_PREFIX, id_random, new_secret, secret_hash};
 use crate::{ServiceError, Services};
@@ -64,8 +64,8 @@ impl Services {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_operator_token(&row).await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             &RequestContext::default(),
             AuditDraft::new(ActorKind::System, None, action::OPERATOR_TOKEN_CREATED)
                 .target("operator_token", row.id.as_str())
@@ -73,7 +73,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(NewOperatorToken { id: row.id, token })
     }
 
@@ -99,15 +98,14 @@ impl Services {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_app(&row).await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             AuditDraft::new(actor_kind, actor_id, action::APP_CREATED)
                 .target("app", row.id.as_str()),
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(NewApp {
             id: row.id,
             name: row.name,

@@ -6,7 +6,7 @@
 //! exists.
 
 use crate::accounts::view_of;
-use crate::audit::{AuditDraft, RequestContext, record};
+use crate::audit::{AuditDraft, RequestContext, record, record_and_commit};
 use crate::error::Refusal;
 use crate::mail::{Mail, enqueue};
 use crate::sessions::AccountSession;
@@ -18,7 +18,8 @@ use mamori_core::org::{self, Membership, OrgRole};
 use mamori_core::{AccountId, FieldError, InvitationId, OrgId, Timestamp};
 use mamori_keyring::DataKey;
 use mamori_store::{
-    AccountStatus, InvitationRow, InvitationStatus, MembershipRow, OrgRow, StoreError, StoreTx,
+    AccountRow, AccountStatus, InvitationRow, InvitationStatus, MembershipRow, OrgRow, StoreError,
+    StoreTx,
 };
 use serde_json::json;
 
@@ -105,6 +106,18 @@ pub struct NewInvitation {
 pub struct RoleChange {
     pub role: Option<String>,
     pub can_invite: Option<bool>,
+}
+
+/// Reads a list cursor with the parser of the ID it holds.
+pub(crate) fn parse_cursor<T>(
+    cursor: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ServiceError> {
+    cursor
+        .map(|text| {
+            parse(text).ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))
+        })
+        .transpose()
 }
 
 pub(crate) fn parse_org_name(field: &str, name: &str) -> Result<String, FieldError> {
@@ -284,12 +297,7 @@ impl Services {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<OrgView>, ServiceError> {
-        let after = cursor
-            .map(|text| {
-                OrgId::parse(text)
-                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = parse_cursor(cursor, OrgId::parse)?;
         let rows = self
             .store
             .orgs_of(&session.account_id, after.as_ref(), limit + 1)
@@ -365,15 +373,16 @@ impl Services {
         self.get_org(access).await
     }
 
-    async fn member_view(&self, row: &MembershipRow) -> Result<MemberView, ServiceError> {
-        let account = self
-            .store
-            .account(&row.account_id)
-            .await?
-            .filter(|account| account.status == AccountStatus::Active)
-            .ok_or(ServiceError::NotFound)?;
+    async fn member_view(
+        &self,
+        row: &MembershipRow,
+        account: &AccountRow,
+    ) -> Result<MemberView, ServiceError> {
+        if account.status != AccountStatus::Active {
+            return Err(ServiceError::NotFound);
+        }
         let key = self.keyring.key(account.id.as_str()).await?;
-        let view = view_of(&account, &key)?;
+        let view = view_of(account, &key)?;
         let membership = row.membership();
         Ok(MemberView {
             account_id: row.account_id.clone(),
@@ -395,19 +404,14 @@ impl Services {
         if !access.membership.may_see_members() {
             return Err(ServiceError::forbidden("guests do not see the member list"));
         }
-        let after = cursor
-            .map(|text| {
-                AccountId::parse(text)
-                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = parse_cursor(cursor, AccountId::parse)?;
         let rows = self
             .store
             .members(&access.org_id, after.as_ref(), limit + 1)
             .await?;
         let mut views = Vec::with_capacity(rows.len());
-        for row in &rows {
-            views.push(self.member_view(row).await?);
+        for (membership, account) in &rows {
+            views.push(self.member_view(membership, account).await?);
         }
         Page::from_rows(views, limit, |view| view.account_id.to_string(), Ok)
     }
@@ -426,7 +430,12 @@ impl Services {
             .membership(&access.org_id, &account)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.member_view(&row).await
+        let account_row = self
+            .store
+            .account(&account)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.member_view(&row, &account_row).await
     }
 
     /// Changes a member's role or invite permission (administrators; never the last one).
@@ -471,8 +480,8 @@ impl Services {
         })?;
         tx.update_membership(&access.org_id, &account, next.role, next.can_invite, now)
             .await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_MEMBER_UPDATED)
                 .target("account", account.as_str())
@@ -483,7 +492,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         self.get_member(access, account.as_str()).await
     }
 
@@ -517,8 +525,8 @@ impl Services {
         } else {
             action::ORG_MEMBER_REMOVED
         };
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action)
                 .target("account", account.as_str())
@@ -526,7 +534,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -622,8 +629,8 @@ impl Services {
             now,
         )
         .await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_INVITATION_CREATED)
                 .target("invitation", row.id.as_str())
@@ -635,7 +642,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(InvitationView {
             id: row.id,
             org_id: row.org_id,
@@ -679,12 +685,7 @@ impl Services {
                 "only those who may invite see invitations",
             ));
         }
-        let after = cursor
-            .map(|text| {
-                InvitationId::parse(text)
-                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = parse_cursor(cursor, InvitationId::parse)?;
         let rows = self
             .store
             .pending_invitations(&access.org_id, after.as_ref(), limit + 1)
@@ -732,14 +733,13 @@ impl Services {
                 "the invitation was already accepted, revoked or replaced",
             ));
         }
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_INVITATION_REVOKED).target("invitation", id.as_str()),
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Logging in and out, and turning a bearer secret into a capability.
 
-use crate::audit::{AuditDraft, RequestContext, record};
+use crate::audit::{AuditDraft, RequestContext, record, record_and_commit};
+use crate::orgs::parse_cursor;
 use crate::passwords::Verification;
 use crate::tokens::{self, APP_PREFIX, OPERATOR_PREFIX, SESSION_PREFIX, id_random, secret_hash};
 use crate::{ServiceError, Services};
@@ -144,8 +145,8 @@ impl Services {
             tx.update_password_hash(&account.id, hash, now).await?;
         }
         tx.insert_session(&session).await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             AuditDraft::new(
                 ActorKind::Account,
@@ -157,7 +158,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(NewSession {
             token,
             session: AccountSession {
@@ -257,8 +257,8 @@ impl Services {
         let mut tx = self.store.begin().await?;
         tx.delete_session(&session.account_id, &session.session_id)
             .await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             AuditDraft::new(
                 ActorKind::Account,
@@ -269,7 +269,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -282,13 +281,7 @@ impl Services {
         limit: u32,
         now: Timestamp,
     ) -> Result<SessionsPage, ServiceError> {
-        let after = match cursor {
-            Some(cursor) => Some(
-                parse_session_cursor(cursor)
-                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))?,
-            ),
-            None => None,
-        };
+        let after = parse_cursor(cursor, parse_session_cursor)?;
         let policy = self.session_policy;
         let mut rows = self
             .store
@@ -336,8 +329,8 @@ impl Services {
         if !tx.delete_session(&session.account_id, &target).await? {
             return Err(ServiceError::NotFound);
         }
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             AuditDraft::new(
                 ActorKind::Account,
@@ -348,7 +341,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

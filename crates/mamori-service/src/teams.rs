@@ -2,8 +2,8 @@
 //! account. Administrators and members create them; the creator and administrators manage
 //! them; only the organization's members can be in them.
 
-use crate::audit::{RequestContext, record};
-use crate::orgs::{OrgAccess, Page, org_event, parse_org_name};
+use crate::audit::{RequestContext, record, record_and_commit};
+use crate::orgs::{OrgAccess, Page, org_event, parse_cursor, parse_org_name};
 use crate::tokens::id_random;
 use crate::{ServiceError, Services};
 use mamori_core::audit::action;
@@ -99,14 +99,13 @@ impl Services {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_team(&row).await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_TEAM_CREATED).target("team", row.id.as_str()),
             now,
         )
         .await?;
-        tx.commit().await?;
         self.team_view(access, row, &key)
     }
 
@@ -116,12 +115,7 @@ impl Services {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<TeamView>, ServiceError> {
-        let after = cursor
-            .map(|text| {
-                TeamId::parse(text)
-                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = parse_cursor(cursor, TeamId::parse)?;
         let only_own = (!access.membership.may_see_members()).then_some(&access.account_id);
         let rows = self
             .store
@@ -156,14 +150,13 @@ impl Services {
         let mut tx = self.store.begin().await?;
         tx.update_team_name(&row.id, &key.seal("team_name", name.as_bytes())?, now)
             .await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_TEAM_UPDATED).target("team", row.id.as_str()),
             now,
         )
         .await?;
-        tx.commit().await?;
         self.get_team(access, row.id.as_str()).await
     }
 
@@ -177,14 +170,13 @@ impl Services {
         let row = self.managed_team(access, team).await?;
         let mut tx = self.store.begin().await?;
         tx.delete_team(&row.id).await?;
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_TEAM_DELETED).target("team", row.id.as_str()),
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -196,12 +188,7 @@ impl Services {
         limit: u32,
     ) -> Result<Page<TeamMemberView>, ServiceError> {
         let row = self.visible_team(access, team).await?;
-        let after = cursor
-            .map(|text| {
-                AccountId::parse(text)
-                    .ok_or_else(|| ServiceError::field("cursor", "is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = parse_cursor(cursor, AccountId::parse)?;
         let rows = self
             .store
             .team_members(&row.id, after.as_ref(), limit + 1)
@@ -282,8 +269,8 @@ impl Services {
         if !tx.delete_team_member(&row.id, &account).await? {
             return Err(ServiceError::NotFound);
         }
-        record(
-            tx.as_mut(),
+        record_and_commit(
+            tx,
             context,
             org_event(access, action::ORG_TEAM_MEMBER_REMOVED)
                 .target("team", row.id.as_str())
@@ -291,7 +278,6 @@ impl Services {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

@@ -22,13 +22,13 @@ pub trait OrgStore: Send + Sync {
         after: Option<&OrgId>,
         limit: u32,
     ) -> Result<Vec<(OrgRow, MembershipRow)>, StoreError>;
-    /// Members by account ID, after `after`.
+    /// Members with their accounts, by account ID, after `after`: one query for a page.
     async fn members(
         &self,
         org: &OrgId,
         after: Option<&AccountId>,
         limit: u32,
-    ) -> Result<Vec<MembershipRow>, StoreError>;
+    ) -> Result<Vec<(MembershipRow, AccountRow)>, StoreError>;
     /// Organizations where `account` is the only administrator.
     async fn orgs_where_last_admin(&self, account: &AccountId) -> Result<Vec<OrgId>, StoreError>;
 

@@ -59,7 +59,7 @@ impl SqlStore {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "id, status, email_index, email_sealed, display_name_sealed, \
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, status, email_index, email_sealed, display_name_sealed, \
     password_hash, email_verified, created_at, updated_at, deleted_at";
 const SESSION_COLUMNS: &str =
     "id, token_hash, account_id, created_at, last_seen_at, ip, user_agent";
@@ -81,7 +81,7 @@ pub(crate) fn optional_time_at(
         .map(Timestamp::from_millis))
 }
 
-fn account_from(row: &AnyRow) -> Result<AccountRow, StoreError> {
+pub(crate) fn account_from(row: &AnyRow) -> Result<AccountRow, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(AccountRow {
         id: AccountId::from_stored(row.try_get("id")?),

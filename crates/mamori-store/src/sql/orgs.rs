@@ -157,17 +157,36 @@ impl OrgStore for SqlStore {
         org: &OrgId,
         after: Option<&AccountId>,
         limit: u32,
-    ) -> Result<Vec<MembershipRow>, StoreError> {
+    ) -> Result<Vec<(MembershipRow, AccountRow)>, StoreError> {
         let rows = sqlx::query(sql(format!(
-            "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE org_id = $1 AND account_id > $2 \
-             ORDER BY account_id LIMIT $3"
+            "SELECT m.org_id, m.account_id, m.role, m.can_invite, m.created_at AS m_created_at, \
+             m.updated_at AS m_updated_at, {} FROM memberships m \
+             JOIN accounts a ON a.id = m.account_id \
+             WHERE m.org_id = $1 AND m.account_id > $2 ORDER BY m.account_id LIMIT $3",
+            super::ACCOUNT_COLUMNS
+                .split(", ")
+                .map(|column| format!("a.{column}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
         .bind(org.as_str())
         .bind(after_key(after))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(membership_from).collect()
+        rows.iter()
+            .map(|row| {
+                let membership = MembershipRow {
+                    org_id: OrgId::from_stored(row.try_get("org_id")?),
+                    account_id: AccountId::from_stored(row.try_get("account_id")?),
+                    role: role_at(row)?,
+                    can_invite: row.try_get::<i64, _>("can_invite")? != 0,
+                    created_at: time_at(row, "m_created_at")?,
+                    updated_at: time_at(row, "m_updated_at")?,
+                };
+                Ok((membership, super::account_from(row)?))
+            })
+            .collect()
     }
 
     async fn orgs_where_last_admin(&self, account: &AccountId) -> Result<Vec<OrgId>, StoreError> {
