@@ -286,7 +286,7 @@ fn start_server(database: &TestDatabase) -> ServerProcess {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (name, _) in std::env::vars() {
-        if name.starts_with("MAMORI_PASSWORDS__") {
+        if name.starts_with("MAMORI_PASSWORDS__") || name.starts_with("MAMORI_BENCH_") {
             command.env_remove(name);
         }
     }
