@@ -320,10 +320,11 @@ impl Services {
                 action::ORG_MEMBER_LEFT,
             )
             .target("account", row.id.as_str())
-            .details(json!({ "reason": "account_deleted" }));
+            .details(json!({ "role": membership.role.as_str(), "reason": "account_deleted" }));
             draft.org = Some(&org_id);
             record(tx.as_mut(), context, draft, now).await?;
         }
+        tx.scrub_invitations_of(&row.id).await?;
         tx.request_key_destruction(row.id.as_str(), now).await?;
         record_and_commit(
             tx,
@@ -421,8 +422,7 @@ fn last_admin_error(orgs: &[OrgId]) -> ServiceError {
         Refusal::Conflict,
         "last_admin",
         format!(
-            "you are the last administrator of {}; make someone else administrator or delete \
-             the organization first",
+            "you are the last administrator of {}; make someone else administrator first",
             names.join(", ")
         ),
     )

@@ -2,7 +2,7 @@
 //! everyone or for selected members; an app asks whether an account is an active member.
 //! An app sees only organizations that enabled it.
 
-use crate::audit::{RequestContext, record, record_and_commit};
+use crate::audit::{RequestContext, record_and_commit};
 use crate::orgs::{ORG_ACTIVE, OrgAccess, Page, org_event, parse_cursor};
 use crate::sessions::AppPrincipal;
 use crate::{ServiceError, Services};
@@ -58,22 +58,20 @@ impl Services {
     ) -> Result<OrgAppView, ServiceError> {
         let mode = AppMode::parse(mode)
             .ok_or_else(|| ServiceError::field("mode", "must be all or selected"))?;
-        require_admin(access)?;
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        require_admin(&actor)?;
         let app_id = self.app_id(app).await?;
-        let mut tx = self.store.begin().await?;
-        let was_enabled = tx
-            .upsert_org_app(&access.org_id, &app_id, mode, now)
-            .await?;
+        let was_enabled = tx.upsert_org_app(&actor.org_id, &app_id, mode, now).await?;
         record_and_commit(
             tx,
             context,
-            org_event(access, action::ORG_APP_ENABLED)
+            org_event(&actor, action::ORG_APP_ENABLED)
                 .target("app", app_id.as_str())
-                .details(json!({ "mode": mode.as_str(), "changed": was_enabled })),
+                .details(json!({ "mode": mode.as_str(), "was_enabled": was_enabled })),
             now,
         )
         .await?;
-        self.org_app(access, app_id.as_str()).await
+        self.org_app(&actor, app_id.as_str()).await
     }
 
     /// Disables an app; its selected members are forgotten.
@@ -84,23 +82,29 @@ impl Services {
         app: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
-        require_admin(access)?;
         let app_id = AppId::parse(app).ok_or(ServiceError::NotFound)?;
-        let mut tx = self.store.begin().await?;
-        if !tx.delete_org_app(&access.org_id, &app_id).await? {
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        require_admin(&actor)?;
+        if !tx.delete_org_app(&actor.org_id, &app_id).await? {
             return Err(ServiceError::NotFound);
         }
         record_and_commit(
             tx,
             context,
-            org_event(access, action::ORG_APP_DISABLED).target("app", app_id.as_str()),
+            org_event(&actor, action::ORG_APP_DISABLED).target("app", app_id.as_str()),
             now,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
+    /// One app the organization enabled (administrators and members; guests do not see the
+    /// organization's apps).
     pub async fn org_app(&self, access: &OrgAccess, app: &str) -> Result<OrgAppView, ServiceError> {
+        if !access.membership.may_see_members() {
+            return Err(ServiceError::forbidden(
+                "guests do not see the organization's apps",
+            ));
+        }
         let app_id = AppId::parse(app).ok_or(ServiceError::NotFound)?;
         let row = self
             .store
@@ -173,53 +177,52 @@ impl Services {
         selected: bool,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
-        require_admin(access)?;
         let app_id = AppId::parse(app).ok_or(ServiceError::NotFound)?;
         let not_member = || ServiceError::field("account", "is not a member of this organization");
-        let mut tx = self.store.begin().await?;
-        tx.lock_org(&access.org_id).await?;
-        if self.store.org_app(&access.org_id, &app_id).await?.is_none() {
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        require_admin(&actor)?;
+        if self.store.org_app(&actor.org_id, &app_id).await?.is_none() {
             return Err(ServiceError::NotFound);
         }
         let changed = if selected {
             let account = AccountId::parse(account).ok_or_else(not_member)?;
             if tx
-                .membership_in_tx(&access.org_id, &account)
+                .membership_in_tx(&actor.org_id, &account)
                 .await?
                 .is_none()
             {
                 return Err(not_member());
             }
-            tx.insert_org_app_member(&access.org_id, &app_id, &account, now)
+            tx.insert_org_app_member(&actor.org_id, &app_id, &account, now)
                 .await?
         } else {
             let account = AccountId::parse(account).ok_or(ServiceError::NotFound)?;
             if !tx
-                .delete_org_app_member(&access.org_id, &app_id, &account)
+                .delete_org_app_member(&actor.org_id, &app_id, &account)
                 .await?
             {
                 return Err(ServiceError::NotFound);
             }
             true
         };
-        if changed {
-            let action = if selected {
-                action::ORG_APP_MEMBER_ADDED
-            } else {
-                action::ORG_APP_MEMBER_REMOVED
-            };
-            record(
-                tx.as_mut(),
-                context,
-                org_event(access, action)
-                    .target("app", app_id.as_str())
-                    .details(json!({ "account_id": account })),
-                now,
-            )
-            .await?;
+        if !changed {
+            // Selected already: nothing changed, nothing to record.
+            return Ok(());
         }
-        tx.commit().await?;
-        Ok(())
+        let action = if selected {
+            action::ORG_APP_MEMBER_ADDED
+        } else {
+            action::ORG_APP_MEMBER_REMOVED
+        };
+        record_and_commit(
+            tx,
+            context,
+            org_event(&actor, action)
+                .target("app", app_id.as_str())
+                .details(json!({ "account_id": account })),
+            now,
+        )
+        .await
     }
 
     /// For an app: the role of `account` in `org` and whether it is an active member of the

@@ -6,11 +6,15 @@ use crate::{ServiceError, Services};
 use mamori_core::Timestamp;
 
 const KEY_BATCH: u32 = 100;
+/// Sent and failed mail is kept this long for `mamori outbox list`, then deleted: a message
+/// holds an address and perhaps a one-time link.
+const FINISHED_MAIL_KEPT_MS: i64 = 7 * 86_400_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobReport {
     pub sessions_expired: u64,
     pub keys_destroyed: u64,
+    pub mail_purged: u64,
 }
 
 impl JobReport {
@@ -37,9 +41,14 @@ impl Services {
                 Err(error) => tracing::error!(%owner, %error, "key destruction failed; will retry"),
             }
         }
+        let mail_purged = self
+            .store
+            .delete_finished_mail(now.plus_millis(-FINISHED_MAIL_KEPT_MS))
+            .await?;
         Ok(JobReport {
             sessions_expired,
             keys_destroyed,
+            mail_purged,
         })
     }
 }

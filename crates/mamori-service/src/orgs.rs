@@ -234,6 +234,22 @@ impl Services {
             .membership())
     }
 
+    /// Begins a write transaction on the organization: takes its lock and returns the caller's
+    /// access as it is now, so every decision in the transaction rests on current roles.
+    pub(crate) async fn begin_in_org(
+        &self,
+        access: &OrgAccess,
+    ) -> Result<(Box<dyn StoreTx>, OrgAccess), ServiceError> {
+        let mut tx = self.store.begin().await?;
+        let membership = self.actor_in_tx(tx.as_mut(), access).await?;
+        let actor = OrgAccess {
+            org_id: access.org_id.clone(),
+            account_id: access.account_id.clone(),
+            membership,
+        };
+        Ok((tx, actor))
+    }
+
     pub(crate) async fn org_key(&self, org: &OrgId) -> Result<DataKey, ServiceError> {
         Ok(self.keyring.key(org.as_str()).await?)
     }
@@ -252,18 +268,27 @@ impl Services {
             .keyring
             .create_key(org_id.as_str(), now.as_millis())
             .await?;
-        let mut tx = self.store.begin().await?;
-        insert_org_with_admin(
-            tx.as_mut(),
-            context,
-            &key,
-            &org_id,
-            &name,
-            &session.account_id,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            insert_org_with_admin(
+                tx.as_mut(),
+                context,
+                &key,
+                &org_id,
+                &name,
+                &session.account_id,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<(), ServiceError>(())
+        }
+        .await;
+        if let Err(error) = result {
+            // The key was made first; with no organization committed it must not linger.
+            let _ = self.keyring.destroy(org_id.as_str(), now.as_millis()).await;
+            return Err(error);
+        }
         Ok(OrgView {
             id: org_id,
             name,
@@ -455,6 +480,11 @@ impl Services {
             .transpose()?;
         let mut tx = self.store.begin().await?;
         let actor = self.actor_in_tx(tx.as_mut(), access).await?;
+        if !actor.is_admin() {
+            return Err(ServiceError::forbidden(
+                "only administrators may change roles",
+            ));
+        }
         let current = tx
             .membership_in_tx(&access.org_id, &account)
             .await?
@@ -478,6 +508,11 @@ impl Services {
                 denied.into()
             }
         })?;
+        if next == before {
+            // Nothing changes, so nothing is written or recorded.
+            drop(tx);
+            return self.get_member(access, account.as_str()).await;
+        }
         tx.update_membership(&access.org_id, &account, next.role, next.can_invite, now)
             .await?;
         record_and_commit(
@@ -508,6 +543,12 @@ impl Services {
         let mut tx = self.store.begin().await?;
         let actor = self.actor_in_tx(tx.as_mut(), access).await?;
         let leaving = account == access.account_id;
+        if !actor.is_admin() && !leaving {
+            // Refused before the target is looked up, so the answer says nothing of it.
+            return Err(ServiceError::forbidden(
+                "only administrators may remove other members",
+            ));
+        }
         let Some(target) = tx.membership_in_tx(&access.org_id, &account).await? else {
             return Err(ServiceError::NotFound);
         };
@@ -578,7 +619,8 @@ impl Services {
             email_index: email_index.clone(),
             email_sealed: org_key.seal("invitation_email", email.as_str().as_bytes())?,
             role,
-            can_invite: input.can_invite && role != OrgRole::Guest,
+            // As the membership will hold it: administrators always may invite.
+            can_invite: Membership::new(role, input.can_invite).can_invite,
             token_hash: secret_hash(&token),
             invited_by: access.account_id.clone(),
             status: InvitationStatus::Pending,
@@ -679,6 +721,7 @@ impl Services {
         access: &OrgAccess,
         cursor: Option<&str>,
         limit: u32,
+        now: Timestamp,
     ) -> Result<Page<InvitationView>, ServiceError> {
         if !access.membership.may_invite() {
             return Err(ServiceError::forbidden(
@@ -688,7 +731,7 @@ impl Services {
         let after = parse_cursor(cursor, InvitationId::parse)?;
         let rows = self
             .store
-            .pending_invitations(&access.org_id, after.as_ref(), limit + 1)
+            .pending_invitations(&access.org_id, now, after.as_ref(), limit + 1)
             .await?;
         let key = self.org_key(&access.org_id).await?;
         Page::from_rows(
@@ -767,6 +810,14 @@ impl Services {
             .await?
             .filter(|row| tokens::hashes_equal(&row.token_hash, &hash))
             .ok_or_else(invalid)?;
+        // Checked first, so that an account the invitation is not for learns nothing of its state.
+        if !tokens::hashes_equal(&row.email_index, email_index) {
+            return Err(ServiceError::refused(
+                Refusal::Forbidden,
+                "invitation_email_mismatch",
+                "this invitation was sent to another email address",
+            ));
+        }
         match row.status {
             InvitationStatus::Pending => {}
             InvitationStatus::Accepted => {
@@ -794,13 +845,6 @@ impl Services {
         let org = self.store.org(&row.org_id).await?.ok_or_else(invalid)?;
         if org.status != ORG_ACTIVE {
             return Err(invalid());
-        }
-        if !tokens::hashes_equal(&row.email_index, email_index) {
-            return Err(ServiceError::refused(
-                Refusal::Forbidden,
-                "invitation_email_mismatch",
-                "this invitation was sent to another email address",
-            ));
         }
         Ok(row)
     }
@@ -848,6 +892,8 @@ impl Services {
             updated_at: now,
         })
         .await?;
+        // The token reached the invited address, which is this account's: it is proven.
+        tx.mark_email_verified(account, now).await?;
         let mut draft = AuditDraft::new(ActorKind::Account, Some(account.as_str()), action::ORG_INVITATION_ACCEPTED)
             .target("invitation", invitation.id.as_str())
             .details(json!({ "role": invitation.role.as_str(), "invited_by": invitation.invited_by.as_str() }));

@@ -2,7 +2,7 @@
 //! account. Administrators and members create them; the creator and administrators manage
 //! them; only the organization's members can be in them.
 
-use crate::audit::{RequestContext, record, record_and_commit};
+use crate::audit::{RequestContext, record_and_commit};
 use crate::orgs::{OrgAccess, Page, org_event, parse_cursor, parse_org_name};
 use crate::tokens::id_random;
 use crate::{ServiceError, Services};
@@ -85,28 +85,28 @@ impl Services {
         now: Timestamp,
     ) -> Result<TeamView, ServiceError> {
         let name = parse_org_name("name", name)?;
-        if !access.membership.may_create_teams() {
+        let key = self.org_key(&access.org_id).await?;
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        if !actor.membership.may_create_teams() {
             return Err(ServiceError::forbidden("guests do not create teams"));
         }
-        let key = self.org_key(&access.org_id).await?;
         let row = TeamRow {
             id: TeamId::from_random(&id_random()?),
-            org_id: access.org_id.clone(),
+            org_id: actor.org_id.clone(),
             name_sealed: key.seal("team_name", name.as_bytes())?,
-            created_by: access.account_id.clone(),
+            created_by: actor.account_id.clone(),
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.store.begin().await?;
         tx.insert_team(&row).await?;
         record_and_commit(
             tx,
             context,
-            org_event(access, action::ORG_TEAM_CREATED).target("team", row.id.as_str()),
+            org_event(&actor, action::ORG_TEAM_CREATED).target("team", row.id.as_str()),
             now,
         )
         .await?;
-        self.team_view(access, row, &key)
+        self.team_view(&actor, row, &key)
     }
 
     pub async fn list_teams(
@@ -145,19 +145,19 @@ impl Services {
         now: Timestamp,
     ) -> Result<TeamView, ServiceError> {
         let name = parse_org_name("name", name)?;
-        let row = self.managed_team(access, team).await?;
         let key = self.org_key(&access.org_id).await?;
-        let mut tx = self.store.begin().await?;
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        let row = self.managed_team(&actor, team).await?;
         tx.update_team_name(&row.id, &key.seal("team_name", name.as_bytes())?, now)
             .await?;
         record_and_commit(
             tx,
             context,
-            org_event(access, action::ORG_TEAM_UPDATED).target("team", row.id.as_str()),
+            org_event(&actor, action::ORG_TEAM_UPDATED).target("team", row.id.as_str()),
             now,
         )
         .await?;
-        self.get_team(access, row.id.as_str()).await
+        self.get_team(&actor, row.id.as_str()).await
     }
 
     pub async fn delete_team(
@@ -167,17 +167,16 @@ impl Services {
         team: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
-        let row = self.managed_team(access, team).await?;
-        let mut tx = self.store.begin().await?;
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        let row = self.managed_team(&actor, team).await?;
         tx.delete_team(&row.id).await?;
         record_and_commit(
             tx,
             context,
-            org_event(access, action::ORG_TEAM_DELETED).target("team", row.id.as_str()),
+            org_event(&actor, action::ORG_TEAM_DELETED).target("team", row.id.as_str()),
             now,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     pub async fn list_team_members(
@@ -215,13 +214,12 @@ impl Services {
         account: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
-        let row = self.managed_team(access, team).await?;
         let not_member = || ServiceError::field("account", "is not a member of this organization");
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        let row = self.managed_team(&actor, team).await?;
         let account = AccountId::parse(account).ok_or_else(not_member)?;
-        let mut tx = self.store.begin().await?;
-        tx.lock_org(&access.org_id).await?;
         if tx
-            .membership_in_tx(&access.org_id, &account)
+            .membership_in_tx(&actor.org_id, &account)
             .await?
             .is_none()
         {
@@ -230,24 +228,24 @@ impl Services {
         let added = tx
             .insert_team_member(&TeamMemberRow {
                 team_id: row.id.clone(),
-                org_id: access.org_id.clone(),
+                org_id: actor.org_id.clone(),
                 account_id: account.clone(),
                 created_at: now,
             })
             .await?;
-        if added {
-            record(
-                tx.as_mut(),
-                context,
-                org_event(access, action::ORG_TEAM_MEMBER_ADDED)
-                    .target("team", row.id.as_str())
-                    .details(serde_json::json!({ "account_id": account.as_str() })),
-                now,
-            )
-            .await?;
+        if !added {
+            // Already a member: nothing changed, nothing to record.
+            return Ok(());
         }
-        tx.commit().await?;
-        Ok(())
+        record_and_commit(
+            tx,
+            context,
+            org_event(&actor, action::ORG_TEAM_MEMBER_ADDED)
+                .target("team", row.id.as_str())
+                .details(serde_json::json!({ "account_id": account.as_str() })),
+            now,
+        )
+        .await
     }
 
     /// Removes a member from a team: its manager, or the member itself leaving.
@@ -260,24 +258,23 @@ impl Services {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let account = AccountId::parse(account).ok_or(ServiceError::NotFound)?;
-        let row = if account == access.account_id {
-            self.visible_team(access, team).await?
+        let (mut tx, actor) = self.begin_in_org(access).await?;
+        let row = if account == actor.account_id {
+            self.visible_team(&actor, team).await?
         } else {
-            self.managed_team(access, team).await?
+            self.managed_team(&actor, team).await?
         };
-        let mut tx = self.store.begin().await?;
         if !tx.delete_team_member(&row.id, &account).await? {
             return Err(ServiceError::NotFound);
         }
         record_and_commit(
             tx,
             context,
-            org_event(access, action::ORG_TEAM_MEMBER_REMOVED)
+            org_event(&actor, action::ORG_TEAM_MEMBER_REMOVED)
                 .target("team", row.id.as_str())
                 .details(serde_json::json!({ "account_id": account.as_str() })),
             now,
         )
-        .await?;
-        Ok(())
+        .await
     }
 }

@@ -106,6 +106,8 @@ pub trait Store: OrgStore + Send + Sync {
     ) -> Result<(), StoreError>;
     /// The outbox, newest first.
     async fn mail(&self, limit: u32) -> Result<Vec<MailRow>, StoreError>;
+    /// Deletes sent and failed messages created before `before`; returns how many.
+    async fn delete_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// Writes, inside one transaction. Every use case writes its audit event through the same
@@ -157,6 +159,13 @@ pub trait StoreTx: OrgStoreTx + Send {
     async fn request_key_destruction(
         &mut self,
         owner: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Marks the account's email address as proven to reach its holder.
+    async fn mark_email_verified(
+        &mut self,
+        id: &AccountId,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 

@@ -41,10 +41,11 @@ pub trait OrgStore: Send + Sync {
         &self,
         token_hash: &str,
     ) -> Result<Option<InvitationRow>, StoreError>;
-    /// Pending invitations by creation time, after the invitation `after`.
+    /// Pending invitations not expired at `now`, by ID, after the invitation `after`.
     async fn pending_invitations(
         &self,
         org: &OrgId,
+        now: Timestamp,
         after: Option<&InvitationId>,
         limit: u32,
     ) -> Result<Vec<InvitationRow>, StoreError>;
@@ -136,6 +137,9 @@ pub trait OrgStoreTx: Send {
         now: Timestamp,
     ) -> Result<u64, StoreError>;
     async fn insert_invitation(&mut self, invitation: &InvitationRow) -> Result<(), StoreError>;
+    /// Removes the invitee's address from the invitations `account` accepted: once the account
+    /// is deleted, nothing of its email is kept (ACC-4).
+    async fn scrub_invitations_of(&mut self, account: &AccountId) -> Result<u64, StoreError>;
     /// Moves a pending invitation to `status`; false when it was no longer pending.
     async fn decide_invitation(
         &mut self,

@@ -46,7 +46,7 @@ async fn list_org_apps(
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/apps/{app}", tag = "apps",
     security(("bearer" = [])), params(("org" = String, Path), ("app" = String, Path)),
-    responses((status = 200, body = OrgApp), (status = 404, body = Problem)))]
+    responses((status = 200, body = OrgApp), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn get_org_app(
     State(state): State<AppState>,
     AccountAuth(session): AccountAuth,

@@ -258,7 +258,12 @@ async fn list_invitations(
     let access = state.services.org_access(&session, &org).await?;
     let page = state
         .services
-        .list_invitations(&access, params.cursor.as_deref(), params.limit()?)
+        .list_invitations(
+            &access,
+            params.cursor.as_deref(),
+            params.limit()?,
+            state.clock.now(),
+        )
         .await?;
     Ok(Json(InvitationPage {
         items: page.items.into_iter().map(invitation_body).collect(),

@@ -429,6 +429,16 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn delete_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM outbox WHERE status IN ('sent', 'failed') AND created_at < $1",
+        )
+        .bind(before.as_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     async fn mail(&self, limit: u32) -> Result<Vec<MailRow>, StoreError> {
         let rows = sqlx::query(sql(format!(
             "SELECT {MAIL_COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
@@ -649,6 +659,21 @@ impl StoreTx for SqlTx {
         .execute(&mut *self.tx)
         .await?;
         expect_one(result.rows_affected())
+    }
+
+    async fn mark_email_verified(
+        &mut self,
+        id: &AccountId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE accounts SET email_verified = 1, updated_at = $1 WHERE id = $2 AND status = 'active'",
+        )
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn insert_mail(&mut self, mail: &MailRow) -> Result<(), StoreError> {

@@ -234,16 +234,18 @@ impl OrgStore for SqlStore {
     async fn pending_invitations(
         &self,
         org: &OrgId,
+        now: Timestamp,
         after: Option<&InvitationId>,
         limit: u32,
     ) -> Result<Vec<InvitationRow>, StoreError> {
         let rows = sqlx::query(sql(format!(
             "SELECT {INVITATION_COLUMNS} FROM invitations WHERE org_id = $1 AND status = 'pending' \
-             AND id > $2 ORDER BY id LIMIT $3"
+             AND expires_at > $4 AND id > $2 ORDER BY id LIMIT $3"
         )))
         .bind(org.as_str())
         .bind(after_key(after))
         .bind(i64::from(limit))
+        .bind(now.as_millis())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(invitation_from).collect()
@@ -598,6 +600,19 @@ impl OrgStoreTx for SqlTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+
+    async fn scrub_invitations_of(&mut self, account: &AccountId) -> Result<u64, StoreError> {
+        // The blind index must stay unique among pending invitations only, and these are
+        // accepted, so a fixed marker per row is enough.
+        let result = sqlx::query(
+            "UPDATE invitations SET email_index = 'scrubbed:' || id, email_sealed = '' \
+             WHERE accepted_by = $1",
+        )
+        .bind(account.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(result.rows_affected())
     }
 
     async fn decide_invitation(
