@@ -90,6 +90,7 @@ impl Backend {
         let passwords = PasswordHashing::new(settings.passwords)?;
         let store = Arc::new(store);
         let keyring = Arc::new(keyring);
+        mamori_service::mail::check_sender(&settings.mail_from)?;
         let transport: Option<Arc<dyn MailTransport>> = match &settings.smtp_url {
             Some(url) => Some(Arc::new(SmtpMailer::from_url(url)?)),
             None => None,

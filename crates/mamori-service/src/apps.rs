@@ -58,9 +58,9 @@ impl Services {
     ) -> Result<OrgAppView, ServiceError> {
         let mode = AppMode::parse(mode)
             .ok_or_else(|| ServiceError::field("mode", "must be all or selected"))?;
+        let app_id = self.app_id(app).await?;
         let (mut tx, actor) = self.begin_in_org(access).await?;
         require_admin(&actor)?;
-        let app_id = self.app_id(app).await?;
         let was_enabled = tx.upsert_org_app(&actor.org_id, &app_id, mode, now).await?;
         record_and_commit(
             tx,
@@ -179,9 +179,11 @@ impl Services {
     ) -> Result<(), ServiceError> {
         let app_id = AppId::parse(app).ok_or(ServiceError::NotFound)?;
         let not_member = || ServiceError::field("account", "is not a member of this organization");
+        // Read before the transaction: no second pooled connection while the org is locked.
+        let enabled = self.store.org_app(&access.org_id, &app_id).await?.is_some();
         let (mut tx, actor) = self.begin_in_org(access).await?;
         require_admin(&actor)?;
-        if self.store.org_app(&actor.org_id, &app_id).await?.is_none() {
+        if !enabled {
             return Err(ServiceError::NotFound);
         }
         let changed = if selected {

@@ -22,7 +22,9 @@ pub use accounts::{AccountView, SignUp};
 pub use apps::{AppMembershipView, OrgAppView};
 pub use audit::{RequestContext, event_hash, event_json};
 pub use error::{Refusal, ServiceError};
-pub use mail::{DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SmtpMailer};
+pub use mail::{
+    DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SendError, SmtpMailer,
+};
 pub use operator::{NewApp, NewOperatorToken};
 pub use orgs::{InvitationView, MemberView, NewInvitation, OrgAccess, OrgView, Page, RoleChange};
 pub use passwords::{PasswordHashing, PasswordParams};

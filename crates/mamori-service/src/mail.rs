@@ -27,11 +27,28 @@ pub struct Mail {
     pub body: String,
 }
 
+/// Why a message was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    /// Trying again cannot help (a malformed address, a 5xx answer): the message fails now.
+    pub permanent: bool,
+    pub message: String,
+}
+
+impl SendError {
+    fn permanent(message: String) -> SendError {
+        SendError {
+            permanent: true,
+            message,
+        }
+    }
+}
+
 /// Where mail goes out. The one implementation speaks SMTP (`SmtpMailer`); tests run a real
 /// SMTP receiver on loopback.
 #[async_trait]
 pub trait MailTransport: Send + Sync {
-    async fn send(&self, from: &str, mail: &Mail) -> Result<(), String>;
+    async fn send(&self, from: &str, mail: &Mail) -> Result<(), SendError>;
 }
 
 /// Sends over SMTP with lettre: `smtp://host:port` (plain), `?tls=required` (STARTTLS) or
@@ -52,27 +69,38 @@ impl SmtpMailer {
 
 #[async_trait]
 impl MailTransport for SmtpMailer {
-    async fn send(&self, from: &str, mail: &Mail) -> Result<(), String> {
+    async fn send(&self, from: &str, mail: &Mail) -> Result<(), SendError> {
         use lettre::AsyncTransport;
         let message = lettre::Message::builder()
             .from(
                 from.parse()
-                    .map_err(|error| format!("from address: {error}"))?,
+                    .map_err(|error| SendError::permanent(format!("from address: {error}")))?,
             )
             .to(mail
                 .to
                 .parse()
-                .map_err(|error| format!("recipient address: {error}"))?)
+                .map_err(|error| SendError::permanent(format!("recipient address: {error}")))?)
             .subject(mail.subject.clone())
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(mail.body.clone())
-            .map_err(|error| format!("message: {error}"))?;
+            .map_err(|error| SendError::permanent(format!("message: {error}")))?;
         self.transport
             .send(message)
             .await
             .map(|_| ())
-            .map_err(|error| format!("smtp: {error}"))
+            .map_err(|error| SendError {
+                permanent: error.is_permanent(),
+                message: format!("smtp: {error}"),
+            })
     }
+}
+
+/// Checks the configured sender address once at start, so a typo fails the start rather than
+/// every message.
+pub fn check_sender(from: &str) -> Result<(), ServiceError> {
+    from.parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("smtp.from {from:?}: {error}")))
 }
 
 /// Settings for composing mail.
@@ -198,21 +226,21 @@ impl Services {
                     self.store.mark_mail_sent(&row.id, now).await?;
                     report.sent += 1;
                 }
-                Err(error) if attempts >= MAX_ATTEMPTS => {
-                    tracing::warn!(mail = %row.id, %error, "giving up on mail");
+                Err(error) if error.permanent || attempts >= MAX_ATTEMPTS => {
+                    tracing::warn!(mail = %row.id, error = %error.message, attempts, "giving up on mail");
                     self.store
-                        .mark_mail_failed(&row.id, attempts, &error)
+                        .mark_mail_failed(&row.id, attempts, &error.message)
                         .await?;
                     report.failed += 1;
                 }
                 Err(error) => {
-                    tracing::info!(mail = %row.id, %error, attempts, "mail delivery failed; will retry");
+                    tracing::info!(mail = %row.id, error = %error.message, attempts, "mail delivery failed; will retry");
                     self.store
                         .mark_mail_retry(
                             &row.id,
                             attempts,
                             now.plus_millis(backoff_ms(attempts)),
-                            &error,
+                            &error.message,
                         )
                         .await?;
                     report.retried += 1;

@@ -374,6 +374,7 @@ impl Services {
         now: Timestamp,
     ) -> Result<OrgView, ServiceError> {
         let name = name.map(|name| parse_org_name("name", &name)).transpose()?;
+        let key = self.org_key(&access.org_id).await?;
         let mut tx = self.store.begin().await?;
         if !self.actor_in_tx(tx.as_mut(), access).await?.is_admin() {
             return Err(ServiceError::forbidden(
@@ -381,7 +382,6 @@ impl Services {
             ));
         }
         if let Some(name) = &name {
-            let key = self.org_key(&access.org_id).await?;
             tx.update_org_name(&access.org_id, &key.seal("name", name.as_bytes())?, now)
                 .await?;
             record(
@@ -629,10 +629,13 @@ impl Services {
             decided_at: None,
             accepted_by: None,
         };
+        // Reads through the pool come before the transaction: a transaction must never wait
+        // for a second pooled connection while it holds the organization's lock.
+        let existing = self.store.account_by_email_index(&email_index).await?;
         let mut tx = self.store.begin().await?;
         let actor = self.actor_in_tx(tx.as_mut(), access).await?;
         org::check_invitation(actor, role, row.can_invite)?;
-        if let Some(existing) = self.store.account_by_email_index(&email_index).await?
+        if let Some(existing) = existing
             && tx
                 .membership_in_tx(&access.org_id, &existing.id)
                 .await?

@@ -66,15 +66,14 @@ impl Services {
         Ok(row)
     }
 
-    /// A team the caller may manage, or the reason why not.
-    async fn managed_team(&self, access: &OrgAccess, team: &str) -> Result<TeamRow, ServiceError> {
-        let row = self.visible_team(access, team).await?;
-        if !org::may_manage_team(access.membership, row.created_by == access.account_id) {
+    /// Refuses unless `actor` (as it stands inside the transaction) may manage the team.
+    fn check_manage(actor: &OrgAccess, row: &TeamRow) -> Result<(), ServiceError> {
+        if !org::may_manage_team(actor.membership, row.created_by == actor.account_id) {
             return Err(ServiceError::forbidden(
                 "only the team's creator or an administrator manages it",
             ));
         }
-        Ok(row)
+        Ok(())
     }
 
     pub async fn create_team(
@@ -146,8 +145,11 @@ impl Services {
     ) -> Result<TeamView, ServiceError> {
         let name = parse_org_name("name", name)?;
         let key = self.org_key(&access.org_id).await?;
+        // The team is read before the transaction (never a second pooled connection while the
+        // organization is locked); the decision uses the caller's role inside it.
+        let row = self.visible_team(access, team).await?;
         let (mut tx, actor) = self.begin_in_org(access).await?;
-        let row = self.managed_team(&actor, team).await?;
+        Self::check_manage(&actor, &row)?;
         tx.update_team_name(&row.id, &key.seal("team_name", name.as_bytes())?, now)
             .await?;
         record_and_commit(
@@ -167,8 +169,11 @@ impl Services {
         team: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        // The team is read before the transaction (never a second pooled connection while the
+        // organization is locked); the decision uses the caller's role inside it.
+        let row = self.visible_team(access, team).await?;
         let (mut tx, actor) = self.begin_in_org(access).await?;
-        let row = self.managed_team(&actor, team).await?;
+        Self::check_manage(&actor, &row)?;
         tx.delete_team(&row.id).await?;
         record_and_commit(
             tx,
@@ -215,8 +220,11 @@ impl Services {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let not_member = || ServiceError::field("account", "is not a member of this organization");
+        // The team is read before the transaction (never a second pooled connection while the
+        // organization is locked); the decision uses the caller's role inside it.
+        let row = self.visible_team(access, team).await?;
         let (mut tx, actor) = self.begin_in_org(access).await?;
-        let row = self.managed_team(&actor, team).await?;
+        Self::check_manage(&actor, &row)?;
         let account = AccountId::parse(account).ok_or_else(not_member)?;
         if tx
             .membership_in_tx(&actor.org_id, &account)
@@ -258,12 +266,11 @@ impl Services {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let account = AccountId::parse(account).ok_or(ServiceError::NotFound)?;
+        let row = self.visible_team(access, team).await?;
         let (mut tx, actor) = self.begin_in_org(access).await?;
-        let row = if account == actor.account_id {
-            self.visible_team(&actor, team).await?
-        } else {
-            self.managed_team(&actor, team).await?
-        };
+        if account != actor.account_id {
+            Self::check_manage(&actor, &row)?;
+        }
         if !tx.delete_team_member(&row.id, &account).await? {
             return Err(ServiceError::NotFound);
         }

@@ -25,7 +25,8 @@
 //! SQL statements per request, read from `pg_stat_database`.
 //!
 //! Environment: `MAMORI_BENCH_ENGINES` = `sqlite`, `postgres` or both (default);
-//! `MAMORI_BENCH_MEMBERS` (default 10000; teams are a tenth of it);
+//! `MAMORI_BENCH_MEMBERS` (default 10000; teams are a tenth of it); `MAMORI_BENCH_POOL` (the
+//! server's database pool; default 4, as in the test settings);
 //! `MAMORI_BENCH_PAGE_REQUESTS` (default 2000) and `MAMORI_BENCH_CHECK_REQUESTS` (default
 //! 20000) per run. PostgreSQL is found as the tests find it (`MAMORI_TEST_POSTGRES_URL`).
 //!
@@ -33,10 +34,14 @@
 
 use mamori_api_types::{AppMembership, MemberPage};
 use mamori_core::{AppId, Timestamp};
+use mamori_server::ManualClock;
 use mamori_service::{
     AccountSession, AppPrincipal, Authenticated, OrgAccess, RequestContext, Services, SignUp,
 };
-use mamori_testkit::{ClockExt, GOOD_PASSWORD, TestApp, TestEngine, spawn_app};
+use mamori_testkit::{
+    ClockExt, GOOD_PASSWORD, TEST_EPOCH, TestApp, TestDatabase, TestEngine, spawn_app, spawn_with,
+    test_settings,
+};
 use sqlx::AnyPool;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -317,7 +322,7 @@ async fn seed(app: &TestApp, plan: &Plan) -> Seeded {
                     .await
                     .unwrap_or_else(|error| panic!("sign-up {index}: {error:?}"));
                 let done = progress.fetch_add(1, Ordering::Relaxed) + 1;
-                if done % 2_000 == 0 {
+                if done.is_multiple_of(2_000) {
                     eprintln!("  ... {done} sign-ups");
                 }
                 view.id.to_string()
@@ -570,7 +575,7 @@ impl EngineReport {
     fn print(&self) {
         println!();
         println!(
-            "-- {}: {} members, {} teams; server pool {} connections (test settings) --",
+            "-- {}: {} members, {} teams; the server's pool has {} connections --",
             engine_name(self.engine),
             self.plan_members,
             self.plan_teams,
@@ -905,7 +910,14 @@ async fn in_process(
             .list_members(access, cursors[index].as_deref(), PAGE_LIMIT)
             .await
             .expect("list members");
-        assert!(!page.items.is_empty());
+        let start = cursors[index]
+            .as_ref()
+            .map_or(0, |cursor| members.partition_point(|id| id <= cursor));
+        assert_eq!(
+            page.items.len(),
+            (members.len() - start).min(PAGE_LIMIT as usize),
+            "page length"
+        );
     })
     .await;
     rows.push(row("page: list_members(limit 50)", stats));
@@ -957,19 +969,62 @@ async fn in_process(
     rows
 }
 
-/// PostgreSQL's committed transactions of `database` (every statement outside a transaction
-/// is one). Statistics reach the view when a backend flushes them, at the latest ~10 s after
-/// it goes idle, so the caller waits before reading.
-async fn xact_commits(admin: &AnyPool, database: &str) -> i64 {
-    use sqlx::Row;
-    let row = sqlx::query(
-        "SELECT CAST(xact_commit AS BIGINT) AS n FROM pg_stat_database WHERE datname = $1",
+/// Counts SQL statements on PostgreSQL through `pg_stat_database.xact_commit` (every
+/// statement outside a transaction commits one), in the data store and in the keyring.
+/// Backends flush their statistics at the latest ~10 s after they go idle, so each reading
+/// waits that long first. It connects to the server's `postgres` database, so its own queries
+/// are not counted.
+struct StatementCounter {
+    admin: AnyPool,
+    data: String,
+    keyring: String,
+}
+
+impl StatementCounter {
+    const FLUSH_WAIT: Duration = Duration::from_secs(11);
+
+    async fn open(app: &TestApp) -> StatementCounter {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&mamori_testkit::database::postgres_admin_url())
+            .await
+            .expect("connect to the postgres database for statistics");
+        StatementCounter {
+            admin,
+            data: database_name(app.database.url()),
+            keyring: database_name(app.database.keyring_url()),
+        }
+    }
+
+    async fn commits(&self, database: &str) -> i64 {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT CAST(xact_commit AS BIGINT) AS n FROM pg_stat_database WHERE datname = $1",
+        )
+        .bind(database.to_owned())
+        .fetch_one(&self.admin)
+        .await
+        .expect("pg_stat_database");
+        row.try_get::<i64, _>("n").expect("xact_commit")
+    }
+
+    /// (data store, keyring) statements so far, once the statistics have settled.
+    async fn settled(&self) -> (i64, i64) {
+        tokio::time::sleep(Self::FLUSH_WAIT).await;
+        (
+            self.commits(&self.data).await,
+            self.commits(&self.keyring).await,
+        )
+    }
+}
+
+fn statements_line(label: &str, before: (i64, i64), after: (i64, i64), n: usize) -> String {
+    format!(
+        "{label:<54} {:>6.1} in the data store, {:>5.1} in the keyring (over {n} requests)",
+        (after.0 - before.0) as f64 / n as f64,
+        (after.1 - before.1) as f64 / n as f64,
     )
-    .bind(database.to_owned())
-    .fetch_one(admin)
-    .await
-    .expect("pg_stat_database");
-    row.try_get::<i64, _>("n").expect("xact_commit")
 }
 
 fn database_name(url: &str) -> String {
@@ -981,48 +1036,21 @@ fn database_name(url: &str) -> String {
         .to_owned()
 }
 
-/// Statements per request on PostgreSQL, in the data store and in the keyring.
-async fn count_statements(app: &TestApp, target: &Target) -> Vec<String> {
-    const FLUSH_WAIT: Duration = Duration::from_secs(11);
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&mamori_testkit::database::postgres_admin_url())
-        .await
-        .expect("connect to the postgres database for statistics");
-    let data = database_name(app.database.url());
-    let keyring = database_name(app.database.keyring_url());
-    let mut lines = Vec::new();
-    for (label, n, pages) in [
-        (
-            "members page (random cursor, warm keyring cache)",
-            100,
-            true,
-        ),
-        ("membership check", 1000, false),
-    ] {
-        tokio::time::sleep(FLUSH_WAIT).await;
-        let data_before = xact_commits(&admin, &data).await;
-        let keyring_before = xact_commits(&admin, &keyring).await;
-        sequential(target, n, pages, 0x57A7).await;
-        tokio::time::sleep(FLUSH_WAIT).await;
-        let data_after = xact_commits(&admin, &data).await;
-        let keyring_after = xact_commits(&admin, &keyring).await;
-        lines.push(format!(
-            "{label:<50} {:>6.1} in the data store, {:>5.1} in the keyring (over {n} requests)",
-            (data_after - data_before) as f64 / n as f64,
-            (keyring_after - keyring_before) as f64 / n as f64,
-        ));
-    }
-    admin.close().await;
-    lines.push(String::from(
-        "(the server's mail poller adds about one statement every 2 s to these counts)",
-    ));
-    lines
-}
-
 async fn run_engine(engine: TestEngine, plan: &Plan) -> EngineReport {
-    let app = spawn_app(engine).await;
+    let app = match std::env::var("MAMORI_BENCH_POOL") {
+        // The test settings with another pool size (the defaults are 8 on SQLite and 16 on
+        // PostgreSQL; the test settings have 4).
+        Ok(text) => {
+            let database = Arc::new(TestDatabase::create(engine).await);
+            let mut settings = test_settings(&database);
+            settings.database_max_connections = text
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("MAMORI_BENCH_POOL must be a number, got {text:?}"));
+            spawn_with(database, settings, Arc::new(ManualClock::new(TEST_EPOCH))).await
+        }
+        Err(_) => spawn_app(engine).await,
+    };
     let pool_size = app.settings.database_max_connections;
     eprintln!("seeding {} ...", engine_name(engine));
     let seeded = seed(&app, plan).await;
@@ -1075,11 +1103,22 @@ async fn run_engine(engine: TestEngine, plan: &Plan) -> EngineReport {
     )
     .await;
 
-    let statements = if engine == TestEngine::Postgres {
+    let mut statements = Vec::new();
+    let counter = if engine == TestEngine::Postgres {
         eprintln!("counting statements (waits for PostgreSQL's statistics) ...");
-        count_statements(&app, &target).await
+        let counter = StatementCounter::open(&app).await;
+        for (label, n, pages) in [
+            ("members page, random cursor (warm key cache)", 100, true),
+            ("membership check", 1000, false),
+        ] {
+            let before = counter.settled().await;
+            sequential(&target, n, pages, 0x57A7).await;
+            let after = counter.settled().await;
+            statements.push(statements_line(label, before, after, n));
+        }
+        Some(counter)
     } else {
-        Vec::new()
+        None
     };
 
     // A restart empties the keyring's in-memory cache of unwrapped data keys: the first walk
@@ -1087,7 +1126,24 @@ async fn run_engine(engine: TestEngine, plan: &Plan) -> EngineReport {
     eprintln!("restarting for a cold keyring cache ...");
     let mut app = app.restart().await;
     target.base_url = app.base_url.clone();
+    let before = match &counter {
+        Some(counter) => counter.settled().await,
+        None => (0, 0),
+    };
     let cold_walk = target.walk().await;
+    if let Some(counter) = &counter {
+        let after = counter.settled().await;
+        statements.push(statements_line(
+            "members page, walk after restart (cold key cache)",
+            before,
+            after,
+            cold_walk.latencies.len(),
+        ));
+        statements.push(String::from(
+            "(the server's background jobs may add a statement now and then to these counts)",
+        ));
+        counter.admin.close().await;
+    }
     let warm_walk = target.walk().await;
 
     let page_verdict = (

@@ -31,6 +31,7 @@ mamori_testkit::engine_tests!(
     unusable_invitations_are_refused,
     a_non_ascii_organization_name_arrives_intact,
     every_address_accepted_for_an_invitation_can_be_mailed,
+    an_invitees_address_goes_when_the_account_is_deleted,
 );
 
 const PUBLIC_URL: &str = "https://id.example.test";
@@ -322,13 +323,14 @@ async fn the_invitation_arrives_and_its_token_works_once(engine: TestEngine) {
     .await;
     assert_eq!(pending["items"], json!([]));
 
-    // A second use, by anyone, is refused.
+    // A second use is refused: the invitee learns it was used; anyone else only that it is
+    // not theirs (nothing of its state).
     expect_problem(accept(&app, &session, &token).await, 410, "invitation_used").await;
     let accounts = accounts_rows(&app).await;
     expect_problem(
         sign_up_invited(&app, "someone.else@example.net", &token).await,
-        410,
-        "invitation_used",
+        403,
+        "invitation_email_mismatch",
     )
     .await;
     assert_eq!(accounts_rows(&app).await, accounts);
@@ -361,9 +363,14 @@ async fn an_existing_account_accepts_the_emailed_invitation(engine: TestEngine) 
     );
     let token = token_in(&text_of(&mails[0]));
 
+    let me = call(&app, Method::GET, "/api/v1/me", &session, None, 200).await;
+    assert_eq!(me["email_verified"], false);
     let joined = json_of(accept(&app, &session, &token).await, 200).await;
     assert_eq!(joined["id"], org.as_str());
     assert_eq!(joined["name"], "Globex Partners");
+    // The token reached the address: accepting it proves the address.
+    let me = call(&app, Method::GET, "/api/v1/me", &session, None, 200).await;
+    assert_eq!(me["email_verified"], true);
     assert_eq!(joined["role"], "member");
     let orgs = call(&app, Method::GET, "/api/v1/orgs", &session, None, 200).await;
     assert_eq!(orgs["items"][0]["id"], org.as_str());
@@ -779,6 +786,13 @@ async fn unusable_invitations_are_refused(engine: TestEngine) {
     )
     .await;
     cannot_log_in(&app, "revoked@example.net").await;
+    // To anyone else it is simply not theirs.
+    expect_problem(
+        accept(&app, &other, &revoked_token).await,
+        403,
+        "invitation_email_mismatch",
+    )
+    .await;
     let (_, revoked_session) = app.account_with_session("revoked@example.net").await;
     expect_problem(
         accept(&app, &revoked_session, &revoked_token).await,
@@ -794,14 +808,22 @@ async fn unusable_invitations_are_refused(engine: TestEngine) {
         &delivered(&app, &smtp, "late@example.net", 1).await[0],
     ));
     app.clock.advance_millis(7 * DAY_MS - 1);
-    let other = app.log_in("other@example.net", GOOD_PASSWORD).await.token;
-    // Still valid a millisecond before: the refusal is about the address, not the time.
-    expect_problem(
-        accept(&app, &other, &late).await,
-        403,
-        "invitation_email_mismatch",
-    )
-    .await;
+    let admin = app.log_in("admin@example.org", GOOD_PASSWORD).await.token;
+    let pending_emails = |page: Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["email"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let invitations = format!("/api/v1/orgs/{org}/invitations");
+    // A millisecond before the end it is still pending.
+    let pending = call(&app, Method::GET, &invitations, &admin, None, 200).await;
+    assert!(
+        pending_emails(pending.clone()).contains(&String::from("late@example.net")),
+        "{pending}"
+    );
     app.clock.advance_millis(2);
     let accounts = accounts_rows(&app).await;
     expect_problem(
@@ -825,7 +847,8 @@ async fn unusable_invitations_are_refused(engine: TestEngine) {
         "invitation_expired",
     )
     .await;
-    let admin = app.log_in("admin@example.org", GOOD_PASSWORD).await.token;
+    let pending = call(&app, Method::GET, &invitations, &admin, None, 200).await;
+    assert_eq!(pending_emails(pending), Vec::<String>::new());
     assert_eq!(members(&app, &admin, &org).await, before);
     let value: Value = call(&app, Method::GET, "/api/v1/orgs", &late_session, None, 200).await;
     assert_eq!(value["items"], json!([]));
@@ -920,4 +943,66 @@ async fn every_address_accepted_for_an_invitation_can_be_mailed(engine: TestEngi
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// ACC-4 for invitations: when the invitee deletes the account, the invitation it accepted
+/// no longer holds its address, and the sent message goes after its seven days.
+async fn an_invitees_address_goes_when_the_account_is_deleted(engine: TestEngine) {
+    let (app, smtp) = spawn_with_smtp(engine).await;
+    let (_, admin) = app.account_with_session("admin@example.org").await;
+    let org = create_org(&app, &admin, "Forgetful Org").await;
+    let address = "Leaving.Soon@example.net";
+    invite(&app, &admin, &org, address, "member").await;
+    let token = token_in(&text_of(&delivered(&app, &smtp, address, 1).await[0]));
+    let joined = json_of(sign_up_invited(&app, address, &token).await, 201).await;
+    let invitee = joined["id"].as_str().unwrap().to_owned();
+    let session = app.log_in(address, GOOD_PASSWORD).await.token;
+    outbox_drained(&app).await;
+
+    let response = app
+        .request(
+            Method::DELETE,
+            "/api/v1/me",
+            Some(&session),
+            Some(&json!({ "password": GOOD_PASSWORD })),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    let pool = app.database.pool().await;
+    let row = sqlx::query(
+        "SELECT email_index, email_sealed, status FROM invitations WHERE accepted_by = $1",
+    )
+    .bind(&invitee)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(row.get::<String, _>("status"), "accepted");
+    assert_eq!(row.get::<String, _>("email_sealed"), "");
+    assert!(
+        row.get::<String, _>("email_index").starts_with("scrubbed:"),
+        "the blind index of the address is gone"
+    );
+    // The address can be invited again, and the member list no longer shows the account.
+    assert!(
+        !members(&app, &admin, &org)
+            .await
+            .iter()
+            .any(|(account, _)| *account == invitee)
+    );
+
+    // The sent message is kept seven days for the operator, then purged.
+    app.clock.advance_millis(7 * DAY_MS - 1);
+    app.services
+        .run_jobs_once(app.clock.now_timestamp())
+        .await
+        .unwrap();
+    assert_eq!(app.services.outbox(10).await.unwrap().len(), 1);
+    app.clock.advance_millis(2);
+    app.services
+        .run_jobs_once(app.clock.now_timestamp())
+        .await
+        .unwrap();
+    let left = app.services.outbox(10).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }

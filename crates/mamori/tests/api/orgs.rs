@@ -1975,6 +1975,13 @@ async fn every_change_is_in_the_organizations_own_audit_chain(engine: TestEngine
         200,
     )
     .await;
+    // A change to what already is records nothing.
+    let same = json_of(
+        change_member(&app, &alice_token, &org, &bob, json!({ "role": "admin" })).await,
+        200,
+    )
+    .await;
+    assert_eq!(same["role"], "admin");
     let team = create_team(&app, &alice_token, &org, "Audit Team").await;
     assert_eq!(
         add_to_team(&app, &alice_token, &org, &team, &carol)
@@ -2006,6 +2013,12 @@ async fn every_change_is_in_the_organizations_own_audit_chain(engine: TestEngine
         200,
     )
     .await;
+    assert_eq!(
+        select_for_app(&app, &alice_token, &org, &app_id, &carol, true)
+            .await
+            .status(),
+        204
+    );
     assert_eq!(
         select_for_app(&app, &alice_token, &org, &app_id, &carol, true)
             .await
@@ -2134,7 +2147,7 @@ async fn concurrent_changes_keep_an_administrator(engine: TestEngine) {
             1,
             "round {round}: {statuses:?}"
         );
-        let roles = mamori_roles(&app, &org).await;
+        let roles = stored_roles(&app, &org).await;
         assert_eq!(
             roles.iter().filter(|(_, role)| role == "admin").count(),
             1,
@@ -2162,14 +2175,14 @@ async fn concurrent_changes_keep_an_administrator(engine: TestEngine) {
         statuses == [204, 409] || statuses == [409, 204],
         "{statuses:?}"
     );
-    let roles = mamori_roles(&app, &org).await;
+    let roles = stored_roles(&app, &org).await;
     assert_eq!(roles.len(), 1, "{roles:?}");
     assert_eq!(roles[0].1, "admin");
     audit_actions(&app, &org).await;
 }
 
 /// Every member's (account, role) of `org`, read through SQL.
-async fn mamori_roles(app: &TestApp, org: &str) -> Vec<(String, String)> {
+async fn stored_roles(app: &TestApp, org: &str) -> Vec<(String, String)> {
     let pool = app.database.pool().await;
     let rows = sqlx::query(
         "SELECT account_id, role FROM memberships WHERE org_id = $1 ORDER BY account_id",
