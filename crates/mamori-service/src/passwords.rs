@@ -5,8 +5,10 @@
 //! bounded by `max_concurrent x memory_kib` whatever the number of clients.
 
 use crate::ServiceError;
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
-use std::sync::Arc;
+pub use argon2::Block;
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -40,6 +42,11 @@ pub enum Verification {
 pub struct PasswordHashing {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Argon2 working memory, one buffer per permit, made once and reused for every hash.
+    /// Freed buffers of this size are not reliably given back to the OS by the system
+    /// allocator (each blocking thread's arena keeps its own), so memory grew with the number
+    /// of threads that ever hashed; reusing a fixed set bounds it at `max_concurrent x m`.
+    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     /// A hash of a random password with the current parameters. Verifying against it makes a
     /// login for an unknown email cost the same as a real one.
     dummy_hash: Arc<str>,
@@ -55,10 +62,12 @@ impl PasswordHashing {
         )
         .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("argon2 parameters: {error}")))?;
         let random = crate::tokens::random_bytes::<32>()?;
-        let dummy_hash = hash_with(&params, &random)?;
+        let mut first_buffer = vec![Block::default(); params.block_count()];
+        let dummy_hash = hash_into(&params, &random, &mut first_buffer)?;
         Ok(PasswordHashing {
             params,
             permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            buffers: Arc::new(Mutex::new(vec![first_buffer])),
             dummy_hash: Arc::from(dummy_hash),
         })
     }
@@ -67,7 +76,7 @@ impl PasswordHashing {
     pub async fn hash(&self, password: &str) -> Result<String, ServiceError> {
         let password = Zeroizing::new(password.to_owned());
         let params = self.params.clone();
-        self.on_pool(move || hash_with(&params, password.as_bytes()))
+        self.with_buffer(move |buffer| hash_into(&params, password.as_bytes(), buffer))
             .await?
     }
 
@@ -82,13 +91,11 @@ impl PasswordHashing {
         let real = stored.is_some();
         let stored: Arc<str> = stored.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let current = self.params.clone();
-        self.on_pool(move || {
+        self.with_buffer(move |buffer| {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Verification::Mismatch;
             };
-            let matched = Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
+            let matched = verify_into(&parsed, password.as_bytes(), buffer);
             if !(matched && real) {
                 return Verification::Mismatch;
             }
@@ -106,9 +113,12 @@ impl PasswordHashing {
         .await
     }
 
-    async fn on_pool<T: Send + 'static>(
+    /// Runs `work` on a blocking thread with a working buffer, at most `max_concurrent` at a
+    /// time. The permit and the buffer move into the blocking task: if the caller goes away (a
+    /// client hangs up mid-login), the hash still counts against the limit until it ends.
+    async fn with_buffer<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
         let permit = self
             .permits
@@ -116,10 +126,18 @@ impl PasswordHashing {
             .acquire_owned()
             .await
             .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("hashing pool closed")))?;
-        // The permit moves into the blocking task: if the caller goes away (a client hangs up
-        // mid-login), the hash still counts against the limit until it has finished.
+        let buffers = self.buffers.clone();
+        let block_count = self.params.block_count();
         tokio::task::spawn_blocking(move || {
-            let result = work();
+            let mut buffer = buffers
+                .lock()
+                .ok()
+                .and_then(|mut free| free.pop())
+                .unwrap_or_else(|| vec![Block::default(); block_count]);
+            let result = work(&mut buffer);
+            if let Ok(mut free) = buffers.lock() {
+                free.push(buffer);
+            }
             drop(permit);
             result
         })
@@ -128,16 +146,75 @@ impl PasswordHashing {
     }
 }
 
-fn hash_with(params: &Params, password: &[u8]) -> Result<String, ServiceError> {
+/// Argon2id of `password` with a fresh random salt, in `buffer`, as a PHC string.
+fn hash_into(
+    params: &Params,
+    password: &[u8],
+    buffer: &mut Vec<Block>,
+) -> Result<String, ServiceError> {
+    let fail = |error: &dyn std::fmt::Display| {
+        ServiceError::Unexpected(anyhow::anyhow!("argon2 hashing: {error}"))
+    };
+    let salt = crate::tokens::random_bytes::<16>()?;
+    let mut output = Zeroizing::new([0u8; 32]);
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    buffer.resize(params.block_count(), Block::default());
     argon2
-        .hash_password(password)
-        .map(|hash| hash.to_string())
-        .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("argon2 hashing: {error}")))
+        .hash_password_into_with_memory(password, &salt, &mut output[..], &mut buffer[..])
+        .map_err(|error| fail(&error))?;
+    let hash = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|error| fail(&error))?,
+        salt: Some(Salt::new(&salt).map_err(|error| fail(&error))?),
+        hash: Some(Output::new(&output[..]).map_err(|error| fail(&error))?),
+    };
+    Ok(hash.to_string())
 }
 
-/// Hashes with the given parameters on the calling thread: the benchmark's baseline.
-pub fn hash_blocking(config: PasswordParams, password: &[u8]) -> Result<String, ServiceError> {
+/// Recomputes a stored hash in `buffer` (grown when the stored parameters need more memory)
+/// and compares the outputs in constant time.
+fn verify_into(stored: &PasswordHash, password: &[u8], buffer: &mut Vec<Block>) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(stored) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(stored.algorithm.as_str()) else {
+        return false;
+    };
+    let version = stored
+        .version
+        .and_then(|version| Version::try_from(version).ok())
+        .unwrap_or_default();
+    let mut output = Zeroizing::new(vec![0u8; expected.as_bytes().len()]);
+    if buffer.len() < params.block_count() {
+        buffer.resize(params.block_count(), Block::default());
+    }
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    if argon2
+        .hash_password_into_with_memory(
+            password,
+            salt,
+            &mut output[..],
+            &mut buffer[..params.block_count()],
+        )
+        .is_err()
+    {
+        return false;
+    }
+    use subtle::ConstantTimeEq;
+    bool::from(output.as_slice().ct_eq(expected.as_bytes()))
+}
+
+/// Hashes with the given parameters on the calling thread, reusing `buffer`: the benchmark's
+/// baseline, doing exactly the work of one server-side hash.
+pub fn hash_blocking(
+    config: PasswordParams,
+    password: &[u8],
+    buffer: &mut Vec<Block>,
+) -> Result<String, ServiceError> {
     let params = Params::new(
         config.memory_kib,
         config.iterations,
@@ -145,7 +222,7 @@ pub fn hash_blocking(config: PasswordParams, password: &[u8]) -> Result<String, 
         None,
     )
     .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("argon2 parameters: {error}")))?;
-    hash_with(&params, password)
+    hash_into(&params, password, buffer)
 }
 
 #[cfg(test)]

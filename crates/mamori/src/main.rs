@@ -13,12 +13,6 @@ use mamori_server::{Application, Clock, SystemClock};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// glibc's allocator keeps each freed 19 MiB Argon2 buffer in the arena of the thread that
-/// hashed, so resident memory grew to hundreds of MB under a login storm; mimalloc gives the
-/// pages back, keeping memory near `max_concurrent x memory_kib` (see benches/login.rs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "mamori",
