@@ -53,9 +53,6 @@ async fn get_org_app(
     Path((org, app)): Path<(String, String)>,
 ) -> Result<Json<OrgApp>, ApiError> {
     let access = state.services.org_access(&session, &org).await?;
-    if !access.membership.may_see_members() {
-        return Err(ApiError::Service(mamori_service::ServiceError::NotFound));
-    }
     Ok(Json(org_app_body(
         state.services.org_app(&access, &app).await?,
     )))

@@ -631,7 +631,7 @@ async fn jobs_run_once_prints_a_summary(engine: TestEngine) {
     assert!(ok, "jobs run-once: {stderr}");
     assert_eq!(
         last_line(&stdout),
-        "at 2026-01-01T00:00:00.000Z: 0 expired sessions removed, 0 data keys destroyed"
+        "at 2026-01-01T00:00:00.000Z: 0 expired sessions removed, 0 data keys destroyed, 0 finished mails deleted"
     );
 
     let (ok, _stdout, stderr) = run(
@@ -662,7 +662,7 @@ async fn jobs_run_once_removes_expired_sessions(engine: TestEngine) {
     assert!(ok, "jobs run-once: {stderr}");
     assert_eq!(
         last_line(&stdout),
-        "at 2200-01-01T00:00:00.000Z: 1 expired sessions removed, 0 data keys destroyed"
+        "at 2200-01-01T00:00:00.000Z: 1 expired sessions removed, 0 data keys destroyed, 0 finished mails deleted"
     );
 
     let server = ServerProcess::start(binary(), &database, &[]);
