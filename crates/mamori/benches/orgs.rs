@@ -17,9 +17,12 @@
 //! short: accounts sign up through the service layer (8 at a time), teams are created through
 //! the service layer, and the rows that have no use case of their own at this scale
 //! (memberships, which only invitations create; team members; the app's selected members) are
-//! inserted with portable SQL in batched transactions. Seeding time is reported separately.
+//! inserted with portable SQL in batched transactions. On PostgreSQL the database is then
+//! analyzed (`VACUUM ANALYZE`), as autovacuum would do within a minute or so, so that queries
+//! are planned from statistics as in production. Seeding time is reported separately.
 //!
-//! Then, for where the time goes: the same calls in-process (the service methods the handlers
+//! Then, for where the time goes: random pages split by their position in the list (a keyset
+//! page should cost the same anywhere), the same calls in-process (the service methods the handlers
 //! call, no HTTP), a first walk of the list after a restart (cold keyring cache: every member's
 //! data key is read from the keyring database and unwrapped), and on PostgreSQL the number of
 //! SQL statements per request, read from `pg_stat_database`.
@@ -736,7 +739,8 @@ impl Target {
     }
 
     /// A page at a random cursor, checked against the list; returns its latency.
-    async fn random_page(&self, random: &mut Random) -> Duration {
+    /// Returns the latency and the position in the list of the page's first member.
+    async fn random_page(&self, random: &mut Random) -> (Duration, usize) {
         let members = &self.sorted_members;
         // `None` is the first page; otherwise the page after a random member.
         let start = random.below(members.len() + 1);
@@ -747,7 +751,7 @@ impl Target {
         for (item, id) in page.items.iter().zip(expected) {
             assert_eq!(&item.account_id, id, "page contents");
         }
-        took
+        (took, start)
     }
 
     /// The membership check for one member, checked; returns its latency.
@@ -819,7 +823,7 @@ async fn concurrent(target: &Target, clients: usize, total: usize, pages: bool) 
             let mut latencies = Vec::with_capacity(n);
             for _ in 0..n {
                 latencies.push(if pages {
-                    target.random_page(&mut random).await
+                    target.random_page(&mut random).await.0
                 } else {
                     target.check(&mut random).await
                 });
@@ -840,12 +844,25 @@ async fn sequential(target: &Target, n: usize, pages: bool, seed: u64) -> Stats 
     let mut latencies = Vec::with_capacity(n);
     for _ in 0..n {
         latencies.push(if pages {
-            target.random_page(&mut random).await
+            target.random_page(&mut random).await.0
         } else {
             target.check(&mut random).await
         });
     }
     Stats::new(latencies, started.elapsed())
+}
+
+/// `n` pages at random cursors from one client; returns the stats and each page's (latency,
+/// position in the list).
+async fn sequential_pages(target: &Target, n: usize, seed: u64) -> (Stats, Vec<(Duration, usize)>) {
+    let mut random = Random(seed);
+    let started = Instant::now();
+    let mut pages = Vec::with_capacity(n);
+    for _ in 0..n {
+        pages.push(target.random_page(&mut random).await);
+    }
+    let latencies = pages.iter().map(|(took, _)| *took).collect();
+    (Stats::new(latencies, started.elapsed()), pages)
 }
 
 /// Times `n` runs of `call`.
@@ -1116,7 +1133,25 @@ async fn run_engine(engine: TestEngine, plan: &Plan) -> EngineReport {
         .page_requests
         .saturating_sub(walk.latencies.len())
         .max(1);
-    let random_pages = sequential(&target, random_n, true, 3).await;
+    let (random_pages, positions) = sequential_pages(&target, random_n, 3).await;
+    let members_n = seeded.sorted_members.len();
+    let tenth = |first: bool| {
+        let latencies: Vec<Duration> = positions
+            .iter()
+            .filter(|(_, start)| {
+                if first {
+                    *start < members_n / 10
+                } else {
+                    *start >= members_n - members_n / 10
+                }
+            })
+            .map(|(took, _)| *took)
+            .collect();
+        let wall = latencies.iter().sum();
+        Stats::new(latencies, wall)
+    };
+    let first_tenth = tenth(true);
+    let last_tenth = tenth(false);
     let mut all_pages = walk.latencies.clone();
     all_pages.extend(random_pages.latencies.iter().copied());
     let all_pages = Stats::new(all_pages, walk.wall + random_pages.wall);
@@ -1198,6 +1233,16 @@ async fn run_engine(engine: TestEngine, plan: &Plan) -> EngineReport {
         Row {
             label: String::from("page: random cursors (1 client)"),
             stats: random_pages,
+            target: None,
+        },
+        Row {
+            label: String::from("  random cursors in the first tenth of list"),
+            stats: first_tenth,
+            target: None,
+        },
+        Row {
+            label: String::from("  random cursors in the last tenth of list"),
+            stats: last_tenth,
             target: None,
         },
         Row {
