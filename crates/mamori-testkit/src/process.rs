@@ -59,12 +59,20 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `mamori serve` on a free loopback port and waits until it says where it listens.
     pub fn start(binary: &Path, database: &TestDatabase, extra_args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(data_args(database))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
-            .envs(data_env(database))
+            .envs(data_env(database));
+        ServerProcess::spawn(command)
+    }
+
+    /// Spawns a prepared `mamori ... serve` command (its standard output is taken over) and
+    /// waits, at most 60 s, until it prints where it listens.
+    pub fn spawn(mut command: Command) -> ServerProcess {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

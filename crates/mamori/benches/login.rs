@@ -24,9 +24,8 @@ use mamori_service::PasswordParams;
 use mamori_service::passwords::hash_blocking;
 use mamori_testkit::process::ServerProcess;
 use mamori_testkit::{GOOD_PASSWORD, TestDatabase, TestEngine};
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -282,41 +281,13 @@ fn start_server(database: &TestDatabase) -> ServerProcess {
         .args(["--database-url", database.url()])
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("MAMORI_KEYRING__URL", database.keyring_url())
-        .env("MAMORI_LOG__FILTER", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .env("MAMORI_LOG__FILTER", "warn");
     for (name, _) in std::env::vars() {
         if name.starts_with("MAMORI_PASSWORDS__") || name.starts_with("MAMORI_BENCH_") {
             command.env_remove(name);
         }
     }
-    let mut child = command.spawn().expect("start mamori serve");
-    let stdout = child.stdout.take().expect("child stdout");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(url) = line.strip_prefix("mamori listening on ") {
-                let _ = sender.send(url.trim().to_owned());
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let base_url = loop {
-        if let Ok(url) = receiver.recv_timeout(Duration::from_millis(100)) {
-            break url;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("mamori serve exited early: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mamori serve did not start within 60 s"
-        );
-    };
-    ServerProcess { child, base_url }
+    ServerProcess::spawn(command)
 }
 
 /// A field of `/proc/<pid>/status` in bytes (the file says kB, meaning KiB).

@@ -110,6 +110,15 @@ fn session_from(row: &AnyRow) -> Result<SessionRow, StoreError> {
     })
 }
 
+pub(crate) fn app_from(row: &AnyRow) -> Result<AppRow, StoreError> {
+    Ok(AppRow {
+        id: AppId::from_stored(row.try_get("id")?),
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        created_at: time_at(row, "created_at")?,
+    })
+}
+
 fn mail_from(row: &AnyRow) -> Result<MailRow, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(MailRow {
@@ -302,15 +311,7 @@ impl Store for SqlStore {
         .bind(secret_hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(AppRow {
-                id: AppId::from_stored(row.try_get("id")?),
-                name: row.try_get("name")?,
-                secret_hash: row.try_get("secret_hash")?,
-                created_at: time_at(&row, "created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(app_from).transpose()
     }
 
     async fn audit_events(

@@ -345,15 +345,7 @@ impl OrgStore for SqlStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            Ok(AppRow {
-                id: AppId::from_stored(row.try_get("id")?),
-                name: row.try_get("name")?,
-                secret_hash: row.try_get("secret_hash")?,
-                created_at: time_at(&row, "created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(super::app_from).transpose()
     }
 
     async fn org_app(&self, org: &OrgId, app: &AppId) -> Result<Option<OrgAppRow>, StoreError> {

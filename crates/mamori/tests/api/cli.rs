@@ -106,44 +106,15 @@ fn start_serve_with_env(
     extra_args: &[&str],
     extra_env: &[(&str, &str)],
 ) -> ServerProcess {
-    let mut child = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .args(data_args(database))
         .arg("serve")
         .args(["--listen", "127.0.0.1:0"])
         .args(extra_args)
         .envs(data_env(database))
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start mamori serve");
-    let stdout = child.stdout.take().expect("child stdout");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(url) = line.strip_prefix("mamori listening on ") {
-                let _ = sender.send(url.trim().to_owned());
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let base_url = loop {
-        if let Ok(url) = receiver.recv_timeout(Duration::from_millis(100)) {
-            break url;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("mamori serve exited early: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mamori serve did not start within 60 s"
-        );
-    };
-    ServerProcess { child, base_url }
+        .envs(extra_env.iter().copied());
+    ServerProcess::spawn(command)
 }
 
 /// What a finished command printed.
