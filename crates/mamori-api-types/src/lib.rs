@@ -306,3 +306,122 @@ pub struct AppMembership {
     /// Whether the account may use this app in this organization now.
     pub active: bool,
 }
+
+/// Who acted, with the name they had when the event happened (when known).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditActor {
+    /// `account`, `operator`, `app`, `system` or `anonymous`.
+    #[serde(rename = "type")]
+    pub actor_type: String,
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditTarget {
+    #[serde(rename = "type")]
+    pub target_type: Option<String>,
+    pub id: Option<String>,
+}
+
+/// One audit event: exactly the fields that are hashed, plus `hash`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AuditEvent {
+    pub id: String,
+    pub chain: String,
+    pub seq: i64,
+    pub org_id: Option<String>,
+    pub actor: AuditActor,
+    pub action: String,
+    pub target: AuditTarget,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub time: String,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AuditEventPage {
+    pub items: Vec<AuditEvent>,
+    pub next_cursor: Option<String>,
+}
+
+/// A signed statement that a chain had `hash` at `seq` at `time`: an Ed25519 signature over
+/// the JCS form of `{chain, hash, seq, time}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+    pub time: String,
+    pub key_id: String,
+    /// Base64url without padding.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditCheckpointPage {
+    pub items: Vec<AuditCheckpoint>,
+    pub next_cursor: Option<String>,
+}
+
+/// The key that signs audit checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditPublicKey {
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    pub key_id: String,
+    /// Base64url (no padding) of the raw 32-byte public key.
+    pub public_key: String,
+    /// The same key as PEM (SubjectPublicKeyInfo).
+    pub public_key_pem: String,
+}
+
+/// An account or team holding the audit-log viewer right.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditViewer {
+    /// `account` or `team`.
+    pub subject_type: String,
+    pub subject_id: String,
+    pub granted_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditViewerList {
+    pub items: Vec<AuditViewer>,
+}
+
+/// What an app records in an organization's trail. The action is the app's own, such as
+/// `issue.deleted` (2 to 8 dot-separated segments of a-z, 0-9 and `_`); Mamori's own
+/// namespaces (`account`, `session`, `org`, `app`, ...) are refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewAuditEventRequest {
+    pub org_id: String,
+    pub action: String,
+    #[serde(default)]
+    pub target: Option<AuditTargetRequest>,
+    /// `success` (default) or `failure`.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// An object of at most 8 KiB as canonical JSON, 8 levels deep; numbers must be integers
+    /// of at most 2^53 - 1 in magnitude (send decimals as strings).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub details: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditTargetRequest {
+    #[serde(rename = "type")]
+    pub target_type: String,
+    pub id: String,
+}

@@ -84,6 +84,9 @@ pub mod action {
     pub const ORG_APP_DISABLED: &str = "org.app.disabled";
     pub const ORG_APP_MEMBER_ADDED: &str = "org.app.member.added";
     pub const ORG_APP_MEMBER_REMOVED: &str = "org.app.member.removed";
+    pub const ORG_AUDIT_EXPORTED: &str = "org.audit_log.exported";
+    pub const ORG_AUDIT_VIEWER_GRANTED: &str = "org.audit_log.viewer_granted";
+    pub const ORG_AUDIT_VIEWER_REVOKED: &str = "org.audit_log.viewer_revoked";
     pub const MAIL_SENT: &str = "mail.sent";
     pub const MAIL_FAILED: &str = "mail.failed";
 }

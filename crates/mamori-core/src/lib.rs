@@ -9,6 +9,7 @@ pub mod audit;
 pub mod error;
 pub mod id;
 pub mod org;
+pub mod rate;
 pub mod session;
 pub mod time;
 

@@ -105,6 +105,18 @@ impl DataKey {
             .map_err(|_| KeyringError::Open)
     }
 
+    /// A 32-byte secret derived from this key for one `purpose` (HKDF-SHA-256), such as the
+    /// seed of a signing key. Destroying the data key destroys every secret derived from it.
+    pub fn derive_secret(&self, purpose: &str) -> Zeroizing<[u8; KEY_LEN]> {
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(self.owner.as_bytes()), &self.key[..]);
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        // Expanding 32 bytes from SHA-256 is always within HKDF's limit.
+        if hkdf.expand(purpose.as_bytes(), &mut out[..]).is_err() {
+            out.fill(0);
+        }
+        out
+    }
+
     pub fn open_string(&self, field: &str, sealed: &str) -> Result<String, KeyringError> {
         String::from_utf8(self.open(field, sealed)?).map_err(|_| KeyringError::Open)
     }

@@ -2,8 +2,9 @@
 //! bind, serve until a shutdown signal, and run the background jobs beside it.
 
 use crate::clock::Clock;
-use crate::config::{MasterKeySource, Settings, redact_url};
+use crate::config::{AuditSettings, MasterKeySource, Settings, redact_url};
 use crate::error::{ApiError, problem_response};
+use crate::rate_limit::RateLimiter;
 use crate::routes;
 use anyhow::Context as _;
 use axum::Router;
@@ -13,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use mamori_keyring::{Keyring, MasterKey};
+use mamori_service::retention::RetentionSettings;
 use mamori_service::{MailSettings, MailTransport, PasswordHashing, Services, SmtpMailer};
 use mamori_store::{SqlStore, Store};
 use std::future::Future;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub trusted_proxies: Arc<[IpNet]>,
     pub tls: bool,
+    /// Events per second each app may send to the audit trail, on this node.
+    pub app_event_limiter: Arc<RateLimiter>,
 }
 
 /// The stores and services, opened and migrated, without a listener: what the command line's
@@ -106,7 +110,11 @@ impl Backend {
                 passwords,
                 settings.sessions,
             )
-            .with_mail(mail_settings, transport),
+            .with_mail(mail_settings, transport)
+            .with_retention(RetentionSettings {
+                audit_days: settings.audit.retention_days,
+                ..RetentionSettings::default()
+            }),
         );
         Ok(Backend {
             services,
@@ -143,6 +151,7 @@ pub struct Application {
     backend: Backend,
     clock: Arc<dyn Clock>,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    audit: AuditSettings,
 }
 
 impl Application {
@@ -171,6 +180,10 @@ impl Application {
             clock: clock.clone(),
             trusted_proxies: settings.trusted_proxies.clone().into(),
             tls: tls.is_some(),
+            app_event_limiter: Arc::new(RateLimiter::new(
+                settings.audit.app_events_per_second,
+                settings.audit.app_events_per_second.saturating_mul(2),
+            )),
         };
         let router = router(state, &settings);
         let listener = std::net::TcpListener::bind(settings.listen)
@@ -184,6 +197,7 @@ impl Application {
             backend,
             clock,
             tls,
+            audit: settings.audit,
         })
     }
 
@@ -211,6 +225,17 @@ impl Application {
             jobs_stopped.clone(),
         ));
         let mail = tokio::spawn(send_mail(
+            self.backend.services.clone(),
+            self.clock.clone(),
+            jobs_stopped.clone(),
+        ));
+        let checkpoints = tokio::spawn(sign_checkpoints(
+            self.backend.services.clone(),
+            self.clock.clone(),
+            self.audit,
+            jobs_stopped.clone(),
+        ));
+        let retention = tokio::spawn(run_retention(
             self.backend.services.clone(),
             self.clock.clone(),
             jobs_stopped,
@@ -244,6 +269,8 @@ impl Application {
         let _ = stop_jobs.send(true);
         let _ = jobs.await;
         let _ = mail.await;
+        let _ = checkpoints.await;
+        let _ = retention.await;
         self.backend.close().await;
         result
     }
@@ -293,6 +320,58 @@ async fn send_mail(
     }
 }
 
+/// Signs audit checkpoints every few seconds: a chain's head is signed once it moved
+/// `checkpoint_every_events` events, or moved at all `checkpoint_every_minutes` after its last
+/// checkpoint.
+async fn sign_checkpoints(
+    services: Arc<Services>,
+    clock: Arc<dyn Clock>,
+    audit: AuditSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let now = clock.now();
+                let stale_before = now.plus_millis(-audit.checkpoint_every_minutes * 60_000);
+                match services
+                    .run_audit_checkpoints_once(audit.checkpoint_every_events, stale_before, now)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(signed) => tracing::debug!(signed, "audit checkpoints"),
+                    Err(error) => tracing::error!(error = %error, "audit checkpoints failed"),
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Runs retention at start and then daily: every entry is deleted within a day of falling
+/// due, well inside the promised 10 days.
+async fn run_retention(
+    services: Arc<Services>,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                match services.run_retention_once(clock.now()).await {
+                    Ok(report) => tracing::info!(?report, "retention"),
+                    Err(error) => tracing::error!(error = %error, "retention failed"),
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 /// The OpenAPI document and the router, built from the same route definitions.
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::<AppState>::new()
@@ -305,6 +384,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::teams::router())
         .merge(routes::org_apps::router())
         .merge(routes::app_api::router())
+        .merge(routes::audit::router())
         .split_for_parts();
     openapi.info.title = String::from("Mamori");
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

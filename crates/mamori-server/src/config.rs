@@ -23,6 +23,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub passwords: PasswordConfig,
     pub sessions: SessionConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
 }
 
@@ -108,6 +109,23 @@ pub struct SessionConfig {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days an audit event is kept after it was stored (AUD-2: 400).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i64>,
+    /// Sign a chain's head once it moved this many events (default 1000)...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_events: Option<i64>,
+    /// ...or once this many minutes passed since its last checkpoint (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_minutes: Option<i64>,
+    /// Events one app may send per second, per node (default 1000; bursts up to twice that).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_events_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` (default) or `json`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +133,15 @@ pub struct LogConfig {
     /// A tracing filter such as `info` or `mamori=debug,info`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+}
+
+/// The audit trail's retention, checkpoint and ingestion settings, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub retention_days: i64,
+    pub checkpoint_every_events: i64,
+    pub checkpoint_every_minutes: i64,
+    pub app_events_per_second: u32,
 }
 
 /// Values given on the command line; each overrides file and environment.
@@ -159,6 +186,7 @@ pub struct Settings {
     pub public_url: String,
     pub passwords: PasswordParams,
     pub sessions: SessionPolicy,
+    pub audit: AuditSettings,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -354,6 +382,22 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some(other) => bail!("log.format must be text or json, got {other}"),
         };
+        let audit = AuditSettings {
+            retention_days: self.audit.retention_days.unwrap_or(400),
+            checkpoint_every_events: self.audit.checkpoint_every_events.unwrap_or(1000),
+            checkpoint_every_minutes: self.audit.checkpoint_every_minutes.unwrap_or(10),
+            app_events_per_second: self.audit.app_events_per_second.unwrap_or(1000),
+        };
+        if audit.retention_days < 1
+            || audit.checkpoint_every_events < 1
+            || audit.checkpoint_every_minutes < 1
+            || audit.app_events_per_second < 1
+        {
+            bail!(
+                "audit: retention_days, checkpoint_every_events, checkpoint_every_minutes and \
+                 app_events_per_second must be at least 1"
+            );
+        }
         Ok(Settings {
             data_dir,
             database_url,
@@ -373,6 +417,7 @@ impl Config {
             public_url,
             passwords,
             sessions,
+            audit,
             log_format,
             log_filter: self.log.filter.unwrap_or_else(|| String::from("info")),
         })

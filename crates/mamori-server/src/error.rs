@@ -18,6 +18,10 @@ pub enum ApiError {
     RouteNotFound,
     MethodNotAllowed,
     Timeout,
+    /// Too many requests; try again after this many seconds.
+    RateLimited {
+        retry_after_seconds: u64,
+    },
     Internal(anyhow::Error),
 }
 
@@ -155,6 +159,15 @@ impl ApiError {
                 String::from("the request took too long; try again"),
                 Vec::new(),
             ),
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                format!("slow down; try again in {retry_after_seconds} s"),
+                Vec::new(),
+            ),
             ApiError::Service(S::Unexpected(_)) | ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -186,6 +199,13 @@ impl IntoResponse for ApiError {
         }
         let (status, code, title, detail, errors) = self.parts();
         let mut response = problem_response(status, code, title, detail, errors);
+        if let ApiError::RateLimited {
+            retry_after_seconds,
+        } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if matches!(self, ApiError::PayloadTooLarge) {
             // The rest of the body is not read, so this connection cannot carry another request.
             response

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 mod error;
 mod extract;
+mod rate_limit;
 mod routes;
 
 pub use app::Application;

@@ -1,8 +1,8 @@
 //! Accounts: sign up, read and change one's own account, change the password, delete it.
 
-use crate::audit::{AuditDraft, RequestContext, record, record_and_commit};
+use crate::audit::{AuditDraft, RequestContext};
 use crate::error::Refusal;
-use crate::orgs::{insert_org_with_admin, parse_org_name};
+use crate::orgs::parse_org_name;
 use crate::passwords::Verification;
 use crate::sessions::AccountSession;
 use crate::tokens::id_random;
@@ -125,7 +125,7 @@ impl Services {
         let result = async {
             let mut tx = self.store.begin().await?;
             tx.insert_account(&row).await?;
-            record(
+            self.record(
                 tx.as_mut(),
                 context,
                 AuditDraft::new(
@@ -138,8 +138,16 @@ impl Services {
             )
             .await?;
             if let Some((org_id, org_key, org_name)) = &new_org {
-                insert_org_with_admin(tx.as_mut(), context, org_key, org_id, org_name, &id, now)
-                    .await?;
+                self.insert_org_with_admin(
+                    tx.as_mut(),
+                    context,
+                    org_key,
+                    org_id,
+                    org_name,
+                    &id,
+                    now,
+                )
+                .await?;
             }
             if let Some(invitation) = &invitation {
                 self.accept_in_tx(tx.as_mut(), context, invitation, &id, now)
@@ -222,7 +230,7 @@ impl Services {
         tx.update_display_name(&session.account_id, &sealed, now)
             .await
             .map_err(not_found_is_unauthenticated)?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             AuditDraft::new(
@@ -265,7 +273,7 @@ impl Services {
         let ended = tx
             .delete_sessions_of(&row.id, Some(&session.session_id))
             .await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             AuditDraft::new(
@@ -322,11 +330,11 @@ impl Services {
             .target("account", row.id.as_str())
             .details(json!({ "role": membership.role.as_str(), "reason": "account_deleted" }));
             draft.org = Some(&org_id);
-            record(tx.as_mut(), context, draft, now).await?;
+            self.record(tx.as_mut(), context, draft, now).await?;
         }
         tx.scrub_invitations_of(&row.id).await?;
         tx.request_key_destruction(row.id.as_str(), now).await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             AuditDraft::new(
@@ -367,7 +375,7 @@ impl Services {
             .await?;
         if verification == Verification::Mismatch {
             let tx = self.store.begin().await?;
-            record_and_commit(
+            self.record_and_commit(
                 tx,
                 context,
                 AuditDraft::new(

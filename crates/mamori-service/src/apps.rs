@@ -2,7 +2,7 @@
 //! everyone or for selected members; an app asks whether an account is an active member.
 //! An app sees only organizations that enabled it.
 
-use crate::audit::{RequestContext, record_and_commit};
+use crate::audit::RequestContext;
 use crate::orgs::{ORG_ACTIVE, OrgAccess, Page, org_event, parse_cursor};
 use crate::sessions::AppPrincipal;
 use crate::{ServiceError, Services};
@@ -62,7 +62,7 @@ impl Services {
         let (mut tx, actor) = self.begin_in_org(access).await?;
         require_admin(&actor)?;
         let was_enabled = tx.upsert_org_app(&actor.org_id, &app_id, mode, now).await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action::ORG_APP_ENABLED)
@@ -88,7 +88,7 @@ impl Services {
         if !tx.delete_org_app(&actor.org_id, &app_id).await? {
             return Err(ServiceError::NotFound);
         }
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action::ORG_APP_DISABLED).target("app", app_id.as_str()),
@@ -216,7 +216,7 @@ impl Services {
         } else {
             action::ORG_APP_MEMBER_REMOVED
         };
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action)

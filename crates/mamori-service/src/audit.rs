@@ -1,16 +1,27 @@
 //! Recording audit events, chained per organization (and one platform chain) with SHA-256:
-//! `hash = hex(SHA-256(prev_hash + "\n" + canonical JSON of the event without "hash"))`.
+//! `hash = hex(SHA-256(prev_hash + "\n" + JCS(event without "hash")))`.
 //!
-//! The canonical form is RFC 8785 (JCS) for the values used here: objects with keys sorted,
-//! strings, integers and null, no insignificant white space.
+//! The event is written in its canonical form (RFC 8785, see [`crate::jcs`]) straight from
+//! the stored row: the stored `details` text is already canonical, so hashing, verifying and
+//! exporting never build an intermediate JSON tree.
 
 use crate::ServiceError;
+use crate::jcs;
 use crate::tokens::id_random;
 use mamori_core::audit::{ActorKind, Outcome, chain_name};
-use mamori_core::{AuditEventId, OrgId, Timestamp};
-use mamori_store::{AuditEventRow, StoreTx};
-use serde_json::{Map, Value, json};
+use mamori_core::{AccountId, AuditEventId, OrgId, Timestamp};
+use mamori_keyring::{DataKey, KeyringError};
+use mamori_store::{AuditEventRow, ChainPosition, StoreError, StoreTx};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+
+/// The keyring owner whose key seals actor names in the platform chain.
+pub const PLATFORM_KEY_OWNER: &str = "audit:platform";
+/// The field an actor's name is sealed as, under the chain's key.
+pub(crate) const ACTOR_NAME_FIELD: &str = "audit_actor_name";
+/// The field an account's display name is sealed as, under the account's key.
+const ACCOUNT_NAME_FIELD: &str = "display_name";
 
 /// Where a request came from, for the audit trail.
 #[derive(Debug, Clone, Default)]
@@ -63,81 +74,226 @@ impl<'a> AuditDraft<'a> {
     }
 }
 
-/// Appends `draft` to its chain inside `tx`.
-pub(crate) async fn record(
-    tx: &mut dyn StoreTx,
-    context: &RequestContext,
-    draft: AuditDraft<'_>,
+/// The keyring owner whose data key seals the actor names of `chain`: the organization's own
+/// key for its chain, so they go with it when the organization is purged.
+pub(crate) fn chain_key_owner(chain: &str) -> &str {
+    if chain == "platform" {
+        PLATFORM_KEY_OWNER
+    } else {
+        chain
+    }
+}
+
+impl crate::Services {
+    /// The data key of `chain`'s actor names, created the first time for the platform chain.
+    pub(crate) async fn chain_key(&self, chain: &str) -> Result<DataKey, ServiceError> {
+        let owner = chain_key_owner(chain);
+        if owner == PLATFORM_KEY_OWNER {
+            return self.ensure_key(owner).await;
+        }
+        Ok(self.keyring.key(owner).await?)
+    }
+
+    /// A data key of the platform's own (not an account's or an organization's), created the
+    /// first time it is needed.
+    pub(crate) async fn ensure_key(&self, owner: &str) -> Result<DataKey, ServiceError> {
+        match self.keyring.key(owner).await {
+            Err(KeyringError::NoKey(_)) => {
+                match self.keyring.create_key(owner, 0).await {
+                    Ok(key) => Ok(key),
+                    // Another node created it first.
+                    Err(KeyringError::Store(StoreError::Conflict { .. })) => {
+                        Ok(self.keyring.key(owner).await?)
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The actor's name as it is now, in plaintext, read inside `tx`.
+    pub(crate) async fn actor_name(
+        &self,
+        tx: &mut dyn StoreTx,
+        kind: ActorKind,
+        id: Option<&str>,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let Some(stored) = tx.actor_name_as_stored(kind.as_str(), id).await? else {
+            return Ok(None);
+        };
+        if kind != ActorKind::Account {
+            return Ok(Some(stored));
+        }
+        let Some(account) = AccountId::parse(id) else {
+            return Ok(None);
+        };
+        match self.keyring.key(account.as_str()).await {
+            Ok(key) => Ok(Some(key.open_string(ACCOUNT_NAME_FIELD, &stored)?)),
+            // The account's key is gone: its name is no longer known to anyone.
+            Err(KeyringError::NoKey(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Appends `draft` to its chain inside `tx`.
+    pub(crate) async fn record(
+        &self,
+        tx: &mut dyn StoreTx,
+        context: &RequestContext,
+        draft: AuditDraft<'_>,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let chain = chain_name(draft.org);
+        let name = self
+            .actor_name(tx, draft.actor_kind, draft.actor_id)
+            .await?;
+        let key = self.chain_key(&chain).await?;
+        let details = jcs::canonical(&draft.details)
+            .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("audit details: {error}")))?;
+        let position = tx.advance_audit_chain(&chain, 1).await?;
+        let event = PendingEvent {
+            org_id: draft.org.map(|org| org.as_str().to_owned()),
+            actor_type: draft.actor_kind.as_str().to_owned(),
+            actor_id: draft.actor_id.map(str::to_owned),
+            action: draft.action.to_owned(),
+            target_type: draft.target_type.map(str::to_owned),
+            target_id: draft.target_id.map(str::to_owned),
+            outcome: draft.outcome.as_str().to_owned(),
+            context: context.clone(),
+            details,
+        };
+        let row = chained_row(chain, position, event, name.as_deref(), &key, now)?;
+        tx.insert_audit_events(std::slice::from_ref(&row)).await?;
+        Ok(())
+    }
+
+    /// Records the use case's event and commits its transaction: the common last step.
+    pub(crate) async fn record_and_commit(
+        &self,
+        mut tx: Box<dyn StoreTx>,
+        context: &RequestContext,
+        draft: AuditDraft<'_>,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        self.record(tx.as_mut(), context, draft, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// An event with everything but its place in the chain.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingEvent {
+    pub org_id: Option<String>,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub outcome: String,
+    pub context: RequestContext,
+    /// Canonical JSON text of the details object.
+    pub details: String,
+}
+
+/// Places `event` at `position` of `chain`, seals the actor's name and computes the hash.
+pub(crate) fn chained_row(
+    chain: String,
+    position: ChainPosition,
+    event: PendingEvent,
+    actor_name: Option<&str>,
+    key: &DataKey,
     now: Timestamp,
-) -> Result<(), ServiceError> {
-    let chain = chain_name(draft.org);
-    let position = tx.advance_audit_chain(&chain).await?;
+) -> Result<AuditEventRow, ServiceError> {
+    let actor_name_sealed = actor_name
+        .map(|name| key.seal(ACTOR_NAME_FIELD, name.as_bytes()))
+        .transpose()?;
     let mut row = AuditEventRow {
         id: AuditEventId::from_random(&id_random()?),
         chain,
         seq: position.seq,
-        org_id: draft.org.map(|org| org.as_str().to_owned()),
-        actor_type: draft.actor_kind.as_str().to_owned(),
-        actor_id: draft.actor_id.map(str::to_owned),
-        action: draft.action.to_owned(),
-        target_type: draft.target_type.map(str::to_owned),
-        target_id: draft.target_id.map(str::to_owned),
-        outcome: draft.outcome.as_str().to_owned(),
-        ip: context.ip.clone(),
-        user_agent: context.user_agent.clone(),
-        request_id: context.request_id.clone(),
+        org_id: event.org_id,
+        actor_type: event.actor_type,
+        actor_id: event.actor_id,
+        actor_name_sealed,
+        action: event.action,
+        target_type: event.target_type,
+        target_id: event.target_id,
+        outcome: event.outcome,
+        ip: event.context.ip,
+        user_agent: event.context.user_agent,
+        request_id: event.context.request_id,
         occurred_at: now,
-        details: draft.details.to_string(),
+        details: event.details,
         prev_hash: position.prev_hash,
         hash: String::new(),
     };
-    row.hash = event_hash(&row)?;
-    tx.insert_audit_event(&row).await?;
-    Ok(())
+    let mut buffer = String::with_capacity(512);
+    row.hash = event_hash(&row, actor_name, &mut buffer);
+    Ok(row)
 }
 
-/// Records the use case's event and commits its transaction: the common last step.
-pub(crate) async fn record_and_commit(
-    mut tx: Box<dyn StoreTx>,
-    context: &RequestContext,
-    draft: AuditDraft<'_>,
-    now: Timestamp,
-) -> Result<(), ServiceError> {
-    record(tx.as_mut(), context, draft, now).await?;
-    tx.commit().await?;
-    Ok(())
+/// Writes the event in its canonical form: the exported object. With `hash`, the exported
+/// line; without, the text that is hashed. The actor's `name` is present only when known.
+pub fn write_event(out: &mut String, row: &AuditEventRow, actor_name: Option<&str>, hash: bool) {
+    out.push_str("{\"action\":");
+    jcs::write_string(out, &row.action);
+    out.push_str(",\"actor\":{\"id\":");
+    jcs::write_optional(out, row.actor_id.as_deref());
+    if let Some(name) = actor_name {
+        out.push_str(",\"name\":");
+        jcs::write_string(out, name);
+    }
+    out.push_str(",\"type\":");
+    jcs::write_string(out, &row.actor_type);
+    out.push_str("},\"chain\":");
+    jcs::write_string(out, &row.chain);
+    out.push_str(",\"details\":");
+    out.push_str(&row.details);
+    if hash {
+        out.push_str(",\"hash\":");
+        jcs::write_string(out, &row.hash);
+    }
+    out.push_str(",\"id\":");
+    jcs::write_string(out, row.id.as_str());
+    out.push_str(",\"ip\":");
+    jcs::write_optional(out, row.ip.as_deref());
+    out.push_str(",\"org_id\":");
+    jcs::write_optional(out, row.org_id.as_deref());
+    out.push_str(",\"outcome\":");
+    jcs::write_string(out, &row.outcome);
+    out.push_str(",\"prev_hash\":");
+    jcs::write_string(out, &row.prev_hash);
+    out.push_str(",\"request_id\":");
+    jcs::write_optional(out, row.request_id.as_deref());
+    let _ = write!(out, ",\"seq\":{}", row.seq);
+    out.push_str(",\"target\":{\"id\":");
+    jcs::write_optional(out, row.target_id.as_deref());
+    out.push_str(",\"type\":");
+    jcs::write_optional(out, row.target_type.as_deref());
+    out.push_str("},\"time\":");
+    jcs::write_string(out, &row.occurred_at.to_rfc3339());
+    out.push_str(",\"user_agent\":");
+    jcs::write_optional(out, row.user_agent.as_deref());
+    out.push('}');
 }
 
-/// The event as hashed and exported: every stored field but `hash`.
-pub fn event_json(row: &AuditEventRow) -> Result<Value, ServiceError> {
-    let details: Value = serde_json::from_str(&row.details)
-        .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("audit details: {error}")))?;
-    Ok(json!({
-        "id": row.id.as_str(),
-        "chain": row.chain,
-        "seq": row.seq,
-        "org_id": row.org_id,
-        "actor": { "type": row.actor_type, "id": row.actor_id },
-        "action": row.action,
-        "target": { "type": row.target_type, "id": row.target_id },
-        "outcome": row.outcome,
-        "ip": row.ip,
-        "user_agent": row.user_agent,
-        "request_id": row.request_id,
-        "time": row.occurred_at.to_rfc3339(),
-        "details": details,
-        "prev_hash": row.prev_hash,
-    }))
+/// `hex(SHA-256(prev_hash + "\n" + JCS(event without hash)))`, using `buffer` for the text.
+pub fn event_hash(row: &AuditEventRow, actor_name: Option<&str>, buffer: &mut String) -> String {
+    buffer.clear();
+    write_event(buffer, row, actor_name, false);
+    hash_of(&row.prev_hash, buffer)
 }
 
-/// `hex(SHA-256(prev_hash + "\n" + JCS(event without hash)))`.
-pub fn event_hash(row: &AuditEventRow) -> Result<String, ServiceError> {
-    // serde_json's map keeps keys sorted (no `preserve_order`), writes no white space, and
-    // the values here are strings, integers and null: that output is the JCS form.
-    let canonical = event_json(row)?.to_string();
+/// `hex(SHA-256(prev_hash + "\n" + canonical))`.
+pub fn hash_of(prev_hash: &str, canonical: &str) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(row.prev_hash.as_bytes());
+    hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
     hasher.update(canonical.as_bytes());
-    Ok(hex::encode(hasher.finalize()))
+    hex::encode(hasher.finalize())
 }

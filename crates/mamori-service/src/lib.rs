@@ -8,19 +8,31 @@
 mod accounts;
 mod apps;
 mod audit;
+mod audit_ingest;
+mod audit_trail;
+mod audit_verify;
 mod error;
+pub mod jcs;
 pub mod jobs;
 pub mod mail;
 mod operator;
 mod orgs;
 pub mod passwords;
+pub mod retention;
 mod sessions;
 mod teams;
 pub mod tokens;
 
 pub use accounts::{AccountView, SignUp};
 pub use apps::{AppMembershipView, OrgAppView};
-pub use audit::{RequestContext, event_hash, event_json};
+pub use audit::{PLATFORM_KEY_OWNER, RequestContext, event_hash, hash_of, write_event};
+pub use audit_ingest::{MAX_BATCH, MAX_DETAILS_BYTES, NewAppEvent};
+pub use audit_trail::{
+    AuditEventView, AuditExport, AuditQuery, AuditSigner, AuditViewerView, CSV_HEADER,
+    ExportFormat, PublicKeyView, SIGNING_KEY_OWNER, checkpoint_message, key_id_of,
+    parse_public_key,
+};
+pub use audit_verify::{Break, ChainVerdict, ExportVerdict, verify_export};
 pub use error::{Refusal, ServiceError};
 pub use mail::{
     DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SendError, SmtpMailer,
@@ -47,6 +59,9 @@ pub struct Services {
     session_policy: SessionPolicy,
     mail_settings: MailSettings,
     mail_transport: Option<Arc<dyn MailTransport>>,
+    audit_signer: tokio::sync::OnceCell<AuditSigner>,
+    ingest: audit_ingest::GroupCommit,
+    retention: retention::RetentionSettings,
 }
 
 impl Services {
@@ -63,6 +78,9 @@ impl Services {
             session_policy,
             mail_settings: MailSettings::default(),
             mail_transport: None,
+            audit_signer: tokio::sync::OnceCell::new(),
+            ingest: audit_ingest::GroupCommit::default(),
+            retention: retention::RetentionSettings::default(),
         }
     }
 
@@ -75,6 +93,12 @@ impl Services {
     ) -> Services {
         self.mail_settings = settings;
         self.mail_transport = transport;
+        self
+    }
+
+    /// How long audit events and access logs are kept.
+    pub fn with_retention(mut self, retention: retention::RetentionSettings) -> Services {
+        self.retention = retention;
         self
     }
 

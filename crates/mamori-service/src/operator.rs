@@ -1,6 +1,6 @@
 //! The operator's bootstrap: operator tokens and app registration.
 
-use crate::audit::{AuditDraft, RequestContext, record_and_commit};
+use crate::audit::{AuditDraft, RequestContext};
 use crate::sessions::OperatorPrincipal;
 use crate::tokens::{APP_PREFIX, OPERATOR_PREFIX, id_random, new_secret, secret_hash};
 use crate::{ServiceError, Services};
@@ -64,7 +64,7 @@ impl Services {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_operator_token(&row).await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             &RequestContext::default(),
             AuditDraft::new(ActorKind::System, None, action::OPERATOR_TOKEN_CREATED)
@@ -98,7 +98,7 @@ impl Services {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_app(&row).await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             AuditDraft::new(actor_kind, actor_id, action::APP_CREATED)

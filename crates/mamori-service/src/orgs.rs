@@ -6,7 +6,7 @@
 //! exists.
 
 use crate::accounts::view_of;
-use crate::audit::{AuditDraft, RequestContext, record, record_and_commit};
+use crate::audit::{AuditDraft, RequestContext};
 use crate::error::Refusal;
 use crate::mail::{Mail, enqueue};
 use crate::sessions::AccountSession;
@@ -141,42 +141,45 @@ fn parse_account_id(text: &str) -> Result<AccountId, ServiceError> {
     AccountId::parse(text).ok_or(ServiceError::NotFound)
 }
 
-/// A new organization and its first administrator, written inside `tx`.
-pub(crate) async fn insert_org_with_admin(
-    tx: &mut dyn StoreTx,
-    context: &RequestContext,
-    org_key: &DataKey,
-    org_id: &OrgId,
-    name: &str,
-    admin: &AccountId,
-    now: Timestamp,
-) -> Result<(), ServiceError> {
-    tx.insert_org(&OrgRow {
-        id: org_id.clone(),
-        name_sealed: org_key.seal("name", name.as_bytes())?,
-        status: String::from(ORG_ACTIVE),
-        created_at: now,
-        updated_at: now,
-    })
-    .await?;
-    tx.insert_membership(&MembershipRow {
-        org_id: org_id.clone(),
-        account_id: admin.clone(),
-        role: OrgRole::Admin,
-        can_invite: true,
-        created_at: now,
-        updated_at: now,
-    })
-    .await?;
-    let mut draft = AuditDraft::new(
-        ActorKind::Account,
-        Some(admin.as_str()),
-        action::ORG_CREATED,
-    )
-    .target("org", org_id.as_str());
-    draft.org = Some(org_id);
-    record(tx, context, draft, now).await?;
-    Ok(())
+impl Services {
+    /// A new organization and its first administrator, written inside `tx`.
+    pub(crate) async fn insert_org_with_admin(
+        &self,
+        tx: &mut dyn StoreTx,
+        context: &RequestContext,
+        org_key: &DataKey,
+        org_id: &OrgId,
+        name: &str,
+        admin: &AccountId,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        tx.insert_org(&OrgRow {
+            id: org_id.clone(),
+            name_sealed: org_key.seal("name", name.as_bytes())?,
+            status: String::from(ORG_ACTIVE),
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+        tx.insert_membership(&MembershipRow {
+            org_id: org_id.clone(),
+            account_id: admin.clone(),
+            role: OrgRole::Admin,
+            can_invite: true,
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+        let mut draft = AuditDraft::new(
+            ActorKind::Account,
+            Some(admin.as_str()),
+            action::ORG_CREATED,
+        )
+        .target("org", org_id.as_str());
+        draft.org = Some(org_id);
+        self.record(tx, context, draft, now).await?;
+        Ok(())
+    }
 }
 
 /// An audit draft in the organization's own chain.
@@ -270,7 +273,7 @@ impl Services {
             .await?;
         let result = async {
             let mut tx = self.store.begin().await?;
-            insert_org_with_admin(
+            self.insert_org_with_admin(
                 tx.as_mut(),
                 context,
                 &key,
@@ -384,7 +387,7 @@ impl Services {
         if let Some(name) = &name {
             tx.update_org_name(&access.org_id, &key.seal("name", name.as_bytes())?, now)
                 .await?;
-            record(
+            self.record(
                 tx.as_mut(),
                 context,
                 org_event(access, action::ORG_UPDATED)
@@ -515,7 +518,7 @@ impl Services {
         }
         tx.update_membership(&access.org_id, &account, next.role, next.can_invite, now)
             .await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(access, action::ORG_MEMBER_UPDATED)
@@ -566,7 +569,7 @@ impl Services {
         } else {
             action::ORG_MEMBER_REMOVED
         };
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(access, action)
@@ -674,7 +677,7 @@ impl Services {
             now,
         )
         .await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(access, action::ORG_INVITATION_CREATED)
@@ -779,7 +782,7 @@ impl Services {
                 "the invitation was already accepted, revoked or replaced",
             ));
         }
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(access, action::ORG_INVITATION_REVOKED).target("invitation", id.as_str()),
@@ -901,7 +904,7 @@ impl Services {
             .target("invitation", invitation.id.as_str())
             .details(json!({ "role": invitation.role.as_str(), "invited_by": invitation.invited_by.as_str() }));
         draft.org = Some(&invitation.org_id);
-        record(tx, context, draft, now).await?;
+        self.record(tx, context, draft, now).await?;
         Ok(())
     }
 

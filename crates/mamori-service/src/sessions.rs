@@ -1,6 +1,6 @@
 //! Logging in and out, and turning a bearer secret into a capability.
 
-use crate::audit::{AuditDraft, RequestContext, record, record_and_commit};
+use crate::audit::{AuditDraft, RequestContext};
 use crate::orgs::parse_cursor;
 use crate::passwords::Verification;
 use crate::tokens::{self, APP_PREFIX, OPERATOR_PREFIX, SESSION_PREFIX, id_random, secret_hash};
@@ -117,7 +117,7 @@ impl Services {
                 if let Some(target) = target.as_deref() {
                     draft = draft.target("account", target);
                 }
-                record(tx.as_mut(), context, draft, now).await?;
+                self.record(tx.as_mut(), context, draft, now).await?;
                 tx.commit().await?;
                 return Err(ServiceError::InvalidCredentials);
             }
@@ -145,7 +145,7 @@ impl Services {
             tx.update_password_hash(&account.id, hash, now).await?;
         }
         tx.insert_session(&session).await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             AuditDraft::new(
@@ -257,7 +257,7 @@ impl Services {
         let mut tx = self.store.begin().await?;
         tx.delete_session(&session.account_id, &session.session_id)
             .await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             AuditDraft::new(
@@ -329,7 +329,7 @@ impl Services {
         if !tx.delete_session(&session.account_id, &target).await? {
             return Err(ServiceError::NotFound);
         }
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             AuditDraft::new(

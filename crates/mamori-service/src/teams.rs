@@ -2,7 +2,7 @@
 //! account. Administrators and members create them; the creator and administrators manage
 //! them; only the organization's members can be in them.
 
-use crate::audit::{RequestContext, record_and_commit};
+use crate::audit::RequestContext;
 use crate::orgs::{OrgAccess, Page, org_event, parse_cursor, parse_org_name};
 use crate::tokens::id_random;
 use crate::{ServiceError, Services};
@@ -98,7 +98,7 @@ impl Services {
             updated_at: now,
         };
         tx.insert_team(&row).await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action::ORG_TEAM_CREATED).target("team", row.id.as_str()),
@@ -152,7 +152,7 @@ impl Services {
         Self::check_manage(&actor, &row)?;
         tx.update_team_name(&row.id, &key.seal("team_name", name.as_bytes())?, now)
             .await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action::ORG_TEAM_UPDATED).target("team", row.id.as_str()),
@@ -175,7 +175,7 @@ impl Services {
         let (mut tx, actor) = self.begin_in_org(access).await?;
         Self::check_manage(&actor, &row)?;
         tx.delete_team(&row.id).await?;
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action::ORG_TEAM_DELETED).target("team", row.id.as_str()),
@@ -245,7 +245,7 @@ impl Services {
             // Already a member: nothing changed, nothing to record.
             return Ok(());
         }
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action::ORG_TEAM_MEMBER_ADDED)
@@ -274,7 +274,7 @@ impl Services {
         if !tx.delete_team_member(&row.id, &account).await? {
             return Err(ServiceError::NotFound);
         }
-        record_and_commit(
+        self.record_and_commit(
             tx,
             context,
             org_event(&actor, action::ORG_TEAM_MEMBER_REMOVED)

@@ -181,49 +181,152 @@ async fn sessions(store: &dyn Store) {
     );
 }
 
+fn test_event(chain: &str, seq: i64, prev_hash: String, at: i64) -> AuditEventRow {
+    AuditEventRow {
+        id: AuditEventId::from_random(&[seq as u8; 17]),
+        chain: chain.to_owned(),
+        seq,
+        org_id: None,
+        actor_type: String::from("system"),
+        actor_id: None,
+        actor_name_sealed: None,
+        action: if seq % 2 == 0 {
+            String::from("test.even")
+        } else {
+            String::from("test.odd_one")
+        },
+        target_type: None,
+        target_id: None,
+        outcome: String::from("success"),
+        ip: None,
+        user_agent: None,
+        request_id: None,
+        occurred_at: Timestamp::from_millis(at),
+        details: String::from("{}"),
+        prev_hash,
+        hash: format!("hash-{seq}"),
+    }
+}
+
 async fn audit_chain(store: &dyn Store) {
     for expected_seq in 1..=3i64 {
         let mut tx = store.begin().await.unwrap();
-        let position = tx.advance_audit_chain("platform").await.unwrap();
+        let position = tx.advance_audit_chain("platform", 1).await.unwrap();
         assert_eq!(position.seq, expected_seq);
         if expected_seq == 1 {
             assert_eq!(position.prev_hash, mamori_core::audit::GENESIS_HASH);
         } else {
             assert_eq!(position.prev_hash, format!("hash-{}", expected_seq - 1));
         }
-        let event = AuditEventRow {
-            id: AuditEventId::from_random(&[expected_seq as u8; 17]),
-            chain: String::from("platform"),
-            seq: position.seq,
-            org_id: None,
-            actor_type: String::from("system"),
-            actor_id: None,
-            action: String::from("test.event"),
-            target_type: None,
-            target_id: None,
-            outcome: String::from("success"),
-            ip: None,
-            user_agent: None,
-            request_id: None,
-            occurred_at: Timestamp::from_millis(expected_seq),
-            details: String::from("{}"),
-            prev_hash: position.prev_hash,
-            hash: format!("hash-{expected_seq}"),
-        };
-        tx.insert_audit_event(&event).await.unwrap();
+        let event = test_event("platform", position.seq, position.prev_hash, expected_seq);
+        tx.insert_audit_events(&[event]).await.unwrap();
         tx.commit().await.unwrap();
     }
     // A rolled-back append leaves the chain as it was.
     let mut tx = store.begin().await.unwrap();
-    tx.advance_audit_chain("platform").await.unwrap();
+    tx.advance_audit_chain("platform", 1).await.unwrap();
     drop(tx);
     let events = store.audit_events("platform", 1, 10).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
+
+    // A batch of 100 in one transaction: more rows than one INSERT takes.
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(tx.advance_audit_chain("platform").await.unwrap().seq, 4);
+    let position = tx.advance_audit_chain("platform", 100).await.unwrap();
+    assert_eq!(position.seq, 4);
+    assert_eq!(position.prev_hash, "hash-3");
+    let batch: Vec<AuditEventRow> = (4..104)
+        .map(|seq| test_event("platform", seq, format!("hash-{}", seq - 1), seq))
+        .collect();
+    tx.insert_audit_events(&batch).await.unwrap();
+    tx.commit().await.unwrap();
+    let head = store.audit_chain("platform").await.unwrap().unwrap();
+    assert_eq!((head.last_seq, head.last_hash.as_str()), (103, "hash-103"));
+    assert_eq!(head.anchor_seq, 0);
+
+    // Newest first, filtered by action prefix (an `_` is no wildcard) and by time.
+    let filter = crate::AuditFilter {
+        action_prefix: Some(String::from("test.odd_")),
+        from: Some(Timestamp::from_millis(10)),
+        ..Default::default()
+    };
+    let page = store
+        .audit_events_page(
+            "platform",
+            &filter,
+            crate::SeqRange {
+                after: None,
+                before: Some(99),
+            },
+            crate::SeqOrder::NewestFirst,
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![97, 95, 93]
+    );
+    let none = crate::AuditFilter {
+        action_prefix: Some(String::from("test.oddX")),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .audit_events_page(
+                "platform",
+                &none,
+                crate::SeqRange::default(),
+                crate::SeqOrder::OldestFirst,
+                5
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Retention: the prefix stored before the cutoff goes, the anchor keeps its last hash.
+    assert_eq!(
+        store
+            .chains_with_events_before(Timestamp::from_millis(50), 10)
+            .await
+            .unwrap(),
+        vec!["platform"]
+    );
+    let mut tx = store.begin().await.unwrap();
+    let first = tx
+        .first_audit_seq_at_or_after("platform", Timestamp::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(first, 50);
+    assert_eq!(
+        tx.purge_audit_prefix("platform", first - 1).await.unwrap(),
+        49
+    );
+    tx.commit().await.unwrap();
+    let head = store.audit_chain("platform").await.unwrap().unwrap();
+    assert_eq!(
+        (head.anchor_seq, head.anchor_hash.as_str()),
+        (49, "hash-49")
+    );
+    assert_eq!(
+        store.audit_events("platform", 0, 1).await.unwrap()[0].seq,
+        50
+    );
+    assert!(
+        store
+            .chains_with_events_before(Timestamp::from_millis(50), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.advance_audit_chain("platform", 1).await.unwrap().seq,
+        104
+    );
 }
 
 async fn key_destructions(store: &dyn Store) {

@@ -6,6 +6,7 @@
 //! email address, a person's name or an organization's content in plaintext: the service seals
 //! them before they get here. (Request metadata such as client IPs is stored as given.)
 
+mod audit;
 pub mod conformance;
 pub mod db;
 mod error;
@@ -13,6 +14,7 @@ mod orgs;
 mod records;
 mod sql;
 
+pub use audit::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange};
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use orgs::{OrgStore, OrgStoreTx};
@@ -24,7 +26,7 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
-pub trait Store: OrgStore + Send + Sync {
+pub trait Store: OrgStore + AuditStore + Send + Sync {
     fn engine(&self) -> Engine;
 
     /// Checks that the database answers.
@@ -70,14 +72,6 @@ pub trait Store: OrgStore + Send + Sync {
     ) -> Result<Option<OperatorTokenRow>, StoreError>;
     async fn app_by_secret_hash(&self, secret_hash: &str) -> Result<Option<AppRow>, StoreError>;
 
-    /// Events of one chain in `seq` order, from `from_seq` on.
-    async fn audit_events(
-        &self,
-        chain: &str,
-        from_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<AuditEventRow>, StoreError>;
-
     async fn pending_key_destructions(&self, limit: u32) -> Result<Vec<String>, StoreError>;
     async fn complete_key_destruction(&self, owner: &str) -> Result<(), StoreError>;
 
@@ -113,7 +107,7 @@ pub trait Store: OrgStore + Send + Sync {
 /// Writes, inside one transaction. Every use case writes its audit event through the same
 /// transaction as its change.
 #[async_trait]
-pub trait StoreTx: OrgStoreTx + Send {
+pub trait StoreTx: OrgStoreTx + AuditStoreTx + Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError>;
@@ -149,12 +143,6 @@ pub trait StoreTx: OrgStoreTx + Send {
 
     async fn insert_operator_token(&mut self, token: &OperatorTokenRow) -> Result<(), StoreError>;
     async fn insert_app(&mut self, app: &AppRow) -> Result<(), StoreError>;
-
-    /// Moves the chain's head one step and returns the new event's `seq` and `prev_hash`.
-    async fn advance_audit_chain(&mut self, chain: &str) -> Result<ChainPosition, StoreError>;
-    /// Stores an event at the position [`StoreTx::advance_audit_chain`] gave and makes its hash
-    /// the chain's head.
-    async fn insert_audit_event(&mut self, event: &AuditEventRow) -> Result<(), StoreError>;
 
     async fn request_key_destruction(
         &mut self,

@@ -85,6 +85,8 @@ pub struct AuditEventRow {
     pub org_id: Option<String>,
     pub actor_type: String,
     pub actor_id: Option<String>,
+    /// The actor's name when the event happened, sealed under the chain's data key.
+    pub actor_name_sealed: Option<String>,
     pub action: String,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
@@ -235,4 +237,40 @@ pub struct MailRow {
     pub next_attempt_at: Timestamp,
     pub sent_at: Option<Timestamp>,
     pub last_error: Option<String>,
+}
+
+/// The head of one audit chain: where it ends, where retention cut it, and its last
+/// checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHeadRow {
+    pub chain: String,
+    pub last_seq: i64,
+    pub last_hash: String,
+    /// Events up to here were deleted by retention; 0 when none were.
+    pub anchor_seq: i64,
+    /// The hash of the event at `anchor_seq` (the genesis hash when it is 0).
+    pub anchor_hash: String,
+    pub checkpoint_seq: i64,
+    pub checkpoint_at: Timestamp,
+}
+
+/// A signed statement that a chain had `hash` at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+    pub signed_at: Timestamp,
+    pub key_id: String,
+    /// Base64url (no padding) of the Ed25519 signature.
+    pub signature: String,
+}
+
+/// Who holds the audit-log viewer right in an organization: an account or a team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditViewerRow {
+    pub org_id: OrgId,
+    pub subject_type: String,
+    pub subject_id: String,
+    pub granted_at: Timestamp,
 }

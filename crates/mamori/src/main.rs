@@ -66,6 +66,44 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// The audit trail: verify chains and exports, sign checkpoints, run retention.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-check every chain (or one organization's) and its signed checkpoints in the store;
+    /// exits non-zero naming the first bad seq.
+    Verify {
+        /// Only this organization's chain (`org_...`), or `platform`.
+        #[arg(long, value_name = "ID")]
+        org: Option<String>,
+    },
+    /// Verify an exported JSON Lines file offline with the checkpoint public key.
+    VerifyExport {
+        /// The file from GET /api/v1/orgs/{org}/audit-events/export?format=jsonl.
+        file: PathBuf,
+        /// The key from GET /api/v1/audit/public-key (base64url or PEM), or a file holding it.
+        #[arg(long, value_name = "KEY")]
+        public_key: String,
+    },
+    /// Print the checkpoint public key.
+    PublicKey,
+    /// Sign the heads of the chains that are due for a checkpoint now.
+    Checkpoint {
+        /// The time to sign at (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Run retention once: delete audit events and access logs past their retention.
+    Retention {
+        /// The time to run at (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -253,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit { command } => audit(&settings, command).await,
         Command::Jobs {
             command: JobsCommand::RunOnce { now },
         } => {
@@ -275,6 +314,143 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_now(now: Option<String>, clock: &SystemClock) -> anyhow::Result<Timestamp> {
+    match now {
+        Some(text) => Timestamp::parse_rfc3339(&text)
+            .with_context(|| format!("--now {text} is not an RFC 3339 time")),
+        None => Ok(clock.now()),
+    }
+}
+
+async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    if let AuditCommand::VerifyExport { file, public_key } = &command {
+        let text = match std::fs::read_to_string(public_key) {
+            Ok(text) => text,
+            Err(_) => public_key.clone(),
+        };
+        let key = mamori_service::parse_public_key(&text)
+            .context("--public-key is not an Ed25519 public key (base64url or PEM)")?;
+        let reader = std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+        );
+        let verdict = mamori_service::verify_export(reader, &key)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        if let Some(why) = &verdict.malformed {
+            anyhow::bail!("{} is not an audit export: {why}", file.display());
+        }
+        let Some(chain) = verdict.chain.as_ref() else {
+            anyhow::bail!("{} holds no events", file.display());
+        };
+        if let Some(bad) = &chain.first_break {
+            anyhow::bail!(
+                "chain {}: first bad seq {}: {}",
+                chain.chain,
+                bad.seq,
+                bad.reason
+            );
+        }
+        if !verdict.complete {
+            anyhow::bail!(
+                "chain {}: events {} to {} verify, but no signed checkpoint covers seq {}: \
+                 the export may be incomplete",
+                chain.chain,
+                chain.first_seq,
+                chain.last_seq,
+                chain.last_seq
+            );
+        }
+        println!(
+            "chain {}: seq {} to {} verified ({} events, {} signed checkpoints); complete",
+            chain.chain, chain.first_seq, chain.last_seq, chain.events, chain.checkpoints
+        );
+        return Ok(());
+    }
+    let backend = Backend::open(settings).await?;
+    let services = backend.services.clone();
+    let result = async {
+        match command {
+            AuditCommand::VerifyExport { .. } => Ok(()),
+            AuditCommand::Verify { org } => {
+                let verdicts = services
+                    .verify_audit(org.as_deref())
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                if org.is_some() && verdicts.is_empty() {
+                    anyhow::bail!("no audit chain {}", org.unwrap_or_default());
+                }
+                let mut first_bad = None;
+                for verdict in &verdicts {
+                    match &verdict.first_break {
+                        None => println!(
+                            "chain {}: ok, seq {} to {} ({} events, {} checkpoints)",
+                            verdict.chain,
+                            verdict.first_seq,
+                            verdict.last_seq,
+                            verdict.events,
+                            verdict.checkpoints
+                        ),
+                        Some(bad) => {
+                            println!(
+                                "chain {}: BROKEN at seq {}: {}",
+                                verdict.chain, bad.seq, bad.reason
+                            );
+                            first_bad.get_or_insert((verdict.chain.clone(), bad.clone()));
+                        }
+                    }
+                }
+                match first_bad {
+                    Some((chain, bad)) => {
+                        anyhow::bail!("chain {chain}: first bad seq {}: {}", bad.seq, bad.reason)
+                    }
+                    None => Ok(()),
+                }
+            }
+            AuditCommand::PublicKey => {
+                let key = services
+                    .audit_public_key()
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                println!("key id {}", key.key_id);
+                print!("{}", key.public_key_pem);
+                println!("{}", key.public_key);
+                Ok(())
+            }
+            AuditCommand::Checkpoint { now } => {
+                let now = parse_now(now, &clock)?;
+                let minutes = settings.audit.checkpoint_every_minutes;
+                let signed = services
+                    .run_audit_checkpoints_once(
+                        settings.audit.checkpoint_every_events,
+                        now.plus_millis(-minutes * 60_000),
+                        now,
+                    )
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                println!("at {now}: {signed} checkpoints signed");
+                Ok(())
+            }
+            AuditCommand::Retention { now } => {
+                let now = parse_now(now, &clock)?;
+                let report = services
+                    .run_retention_once(now)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                println!(
+                    "at {now}: {} audit events deleted from {} chains, {} access logs deleted",
+                    report.audit_events_deleted,
+                    report.audit_chains_trimmed,
+                    report.access_logs_deleted
+                );
+                Ok(())
+            }
+        }
+    }
+    .await;
+    backend.close().await;
+    result
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

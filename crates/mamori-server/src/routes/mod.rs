@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod app_api;
+pub mod audit;
 pub mod health;
 pub mod me;
 pub mod operator;

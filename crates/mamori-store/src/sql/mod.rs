@@ -4,6 +4,7 @@
 //! up front (`BEGIN IMMEDIATE`) behind an in-process gate, so writers queue instead of failing
 //! with `SQLITE_BUSY`; PostgreSQL uses ordinary transactions and row locks.
 
+mod audit;
 mod orgs;
 
 use crate::db::{DatabaseRole, Engine, connect, data_migrator};
@@ -11,7 +12,7 @@ use crate::error::StoreError;
 use crate::records::*;
 use crate::{Store, StoreTx};
 use async_trait::async_trait;
-use mamori_core::{AccountId, AppId, AuditEventId, MailId, OperatorTokenId, SessionId, Timestamp};
+use mamori_core::{AccountId, AppId, MailId, OperatorTokenId, SessionId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use std::sync::Arc;
@@ -65,8 +66,6 @@ const SESSION_COLUMNS: &str =
     "id, token_hash, account_id, created_at, last_seen_at, ip, user_agent";
 const MAIL_COLUMNS: &str = "id, key_owner, kind, message_sealed, status, attempts, created_at, \
     next_attempt_at, sent_at, last_error";
-const AUDIT_COLUMNS: &str = "id, chain, seq, org_id, actor_type, actor_id, action, target_type, \
-    target_id, outcome, ip, user_agent, request_id, occurred_at, details, prev_hash, hash";
 
 pub(crate) fn time_at(row: &AnyRow, column: &str) -> Result<Timestamp, StoreError> {
     Ok(Timestamp::from_millis(row.try_get::<i64, _>(column)?))
@@ -133,28 +132,6 @@ fn mail_from(row: &AnyRow) -> Result<MailRow, StoreError> {
         next_attempt_at: time_at(row, "next_attempt_at")?,
         sent_at: optional_time_at(row, "sent_at")?,
         last_error: row.try_get("last_error")?,
-    })
-}
-
-fn audit_from(row: &AnyRow) -> Result<AuditEventRow, StoreError> {
-    Ok(AuditEventRow {
-        id: AuditEventId::from_stored(row.try_get("id")?),
-        chain: row.try_get("chain")?,
-        seq: row.try_get("seq")?,
-        org_id: row.try_get("org_id")?,
-        actor_type: row.try_get("actor_type")?,
-        actor_id: row.try_get("actor_id")?,
-        action: row.try_get("action")?,
-        target_type: row.try_get("target_type")?,
-        target_id: row.try_get("target_id")?,
-        outcome: row.try_get("outcome")?,
-        ip: row.try_get("ip")?,
-        user_agent: row.try_get("user_agent")?,
-        request_id: row.try_get("request_id")?,
-        occurred_at: time_at(row, "occurred_at")?,
-        details: row.try_get("details")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
     })
 }
 
@@ -312,24 +289,6 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(app_from).transpose()
-    }
-
-    async fn audit_events(
-        &self,
-        chain: &str,
-        from_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<AuditEventRow>, StoreError> {
-        let rows = sqlx::query(sql(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE chain = $1 AND seq >= $2 \
-             ORDER BY seq LIMIT $3"
-        )))
-        .bind(chain)
-        .bind(from_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(audit_from).collect()
     }
 
     async fn pending_key_destructions(&self, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -601,65 +560,6 @@ impl StoreTx for SqlTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
-    }
-
-    async fn advance_audit_chain(&mut self, chain: &str) -> Result<ChainPosition, StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_chain_heads (chain, last_seq, last_hash) VALUES ($1, 0, $2) \
-             ON CONFLICT (chain) DO NOTHING",
-        )
-        .bind(chain)
-        .bind(mamori_core::audit::GENESIS_HASH)
-        .execute(&mut *self.tx)
-        .await?;
-        // The UPDATE takes the head's row lock on PostgreSQL, so concurrent appends to one
-        // chain queue here and every event sees the hash of the one before it.
-        let row = sqlx::query(
-            "UPDATE audit_chain_heads SET last_seq = last_seq + 1 WHERE chain = $1 \
-             RETURNING last_seq, last_hash",
-        )
-        .bind(chain)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        Ok(ChainPosition {
-            seq: row.try_get("last_seq")?,
-            prev_hash: row.try_get("last_hash")?,
-        })
-    }
-
-    async fn insert_audit_event(&mut self, event: &AuditEventRow) -> Result<(), StoreError> {
-        sqlx::query(sql(format!(
-            "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-             $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        )))
-        .bind(event.id.as_str())
-        .bind(event.chain.as_str())
-        .bind(event.seq)
-        .bind(event.org_id.as_deref())
-        .bind(event.actor_type.as_str())
-        .bind(event.actor_id.as_deref())
-        .bind(event.action.as_str())
-        .bind(event.target_type.as_deref())
-        .bind(event.target_id.as_deref())
-        .bind(event.outcome.as_str())
-        .bind(event.ip.as_deref())
-        .bind(event.user_agent.as_deref())
-        .bind(event.request_id.as_deref())
-        .bind(event.occurred_at.as_millis())
-        .bind(event.details.as_str())
-        .bind(event.prev_hash.as_str())
-        .bind(event.hash.as_str())
-        .execute(&mut *self.tx)
-        .await?;
-        let result = sqlx::query(
-            "UPDATE audit_chain_heads SET last_hash = $1 WHERE chain = $2 AND last_seq = $3",
-        )
-        .bind(event.hash.as_str())
-        .bind(event.chain.as_str())
-        .bind(event.seq)
-        .execute(&mut *self.tx)
-        .await?;
-        expect_one(result.rows_affected())
     }
 
     async fn mark_email_verified(

@@ -511,6 +511,8 @@ impl OrgStoreTx for SqlTx {
         for statement in [
             "DELETE FROM team_members WHERE org_id = $1 AND account_id = $2",
             "DELETE FROM org_app_members WHERE org_id = $1 AND account_id = $2",
+            "DELETE FROM audit_viewers WHERE org_id = $1 AND subject_type = 'account' \
+             AND subject_id = $2",
         ] {
             sqlx::query(statement)
                 .bind(org.as_str())
@@ -664,10 +666,15 @@ impl OrgStoreTx for SqlTx {
     }
 
     async fn delete_team(&mut self, team: &TeamId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM team_members WHERE team_id = $1")
-            .bind(team.as_str())
-            .execute(&mut *self.tx)
-            .await?;
+        for statement in [
+            "DELETE FROM team_members WHERE team_id = $1",
+            "DELETE FROM audit_viewers WHERE subject_type = 'team' AND subject_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(team.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+        }
         let result = sqlx::query("DELETE FROM teams WHERE id = $1")
             .bind(team.as_str())
             .execute(&mut *self.tx)

@@ -1,0 +1,501 @@
+//! [`AuditStore`] and [`AuditStoreTx`] in portable SQL.
+
+use super::{SqlStore, SqlTx, expect_one, sql, time_at};
+use crate::records::*;
+use crate::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange, StoreError};
+use async_trait::async_trait;
+use mamori_core::audit::GENESIS_HASH;
+use mamori_core::{AccountId, AuditEventId, OrgId, Timestamp};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+const AUDIT_COLUMNS: &str = "id, chain, seq, org_id, actor_type, actor_id, actor_name_sealed, \
+    action, target_type, target_id, outcome, ip, user_agent, request_id, occurred_at, details, \
+    prev_hash, hash";
+const AUDIT_COLUMN_COUNT: usize = 18;
+/// Rows per multi-row `INSERT`: 18 parameters each stays far below both engines' limits.
+const INSERT_CHUNK: usize = 64;
+const HEAD_COLUMNS: &str =
+    "chain, last_seq, last_hash, anchor_seq, anchor_hash, checkpoint_seq, checkpoint_at";
+const CHECKPOINT_COLUMNS: &str = "chain, seq, hash, signed_at, key_id, signature";
+
+fn audit_from(row: &AnyRow) -> Result<AuditEventRow, StoreError> {
+    Ok(AuditEventRow {
+        id: AuditEventId::from_stored(row.try_get("id")?),
+        chain: row.try_get("chain")?,
+        seq: row.try_get("seq")?,
+        org_id: row.try_get("org_id")?,
+        actor_type: row.try_get("actor_type")?,
+        actor_id: row.try_get("actor_id")?,
+        actor_name_sealed: row.try_get("actor_name_sealed")?,
+        action: row.try_get("action")?,
+        target_type: row.try_get("target_type")?,
+        target_id: row.try_get("target_id")?,
+        outcome: row.try_get("outcome")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        request_id: row.try_get("request_id")?,
+        occurred_at: time_at(row, "occurred_at")?,
+        details: row.try_get("details")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+fn head_from(row: &AnyRow) -> Result<ChainHeadRow, StoreError> {
+    Ok(ChainHeadRow {
+        chain: row.try_get("chain")?,
+        last_seq: row.try_get("last_seq")?,
+        last_hash: row.try_get("last_hash")?,
+        anchor_seq: row.try_get("anchor_seq")?,
+        anchor_hash: row.try_get("anchor_hash")?,
+        checkpoint_seq: row.try_get("checkpoint_seq")?,
+        checkpoint_at: time_at(row, "checkpoint_at")?,
+    })
+}
+
+fn checkpoint_from(row: &AnyRow) -> Result<CheckpointRow, StoreError> {
+    Ok(CheckpointRow {
+        chain: row.try_get("chain")?,
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+        signed_at: time_at(row, "signed_at")?,
+        key_id: row.try_get("key_id")?,
+        signature: row.try_get("signature")?,
+    })
+}
+
+fn viewer_from(row: &AnyRow) -> Result<AuditViewerRow, StoreError> {
+    Ok(AuditViewerRow {
+        org_id: OrgId::from_stored(row.try_get("org_id")?),
+        subject_type: row.try_get("subject_type")?,
+        subject_id: row.try_get("subject_id")?,
+        granted_at: time_at(row, "granted_at")?,
+    })
+}
+
+/// A value bound to a filter's placeholder.
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn audit_chains(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ChainHeadRow>, StoreError> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {HEAD_COLUMNS} FROM audit_chain_heads WHERE chain > $1 ORDER BY chain LIMIT $2"
+        )))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(head_from).collect()
+    }
+
+    async fn audit_chain(&self, chain: &str) -> Result<Option<ChainHeadRow>, StoreError> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {HEAD_COLUMNS} FROM audit_chain_heads WHERE chain = $1"
+        )))
+        .bind(chain)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(head_from).transpose()
+    }
+
+    async fn audit_events(
+        &self,
+        chain: &str,
+        from_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEventRow>, StoreError> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE chain = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT $3"
+        )))
+        .bind(chain)
+        .bind(from_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn audit_events_page(
+        &self,
+        chain: &str,
+        filter: &AuditFilter,
+        seqs: SeqRange,
+        order: SeqOrder,
+        limit: u32,
+    ) -> Result<Vec<AuditEventRow>, StoreError> {
+        let mut conditions = vec![String::from("chain = $1")];
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut add = |condition: &str, bind: Bind| {
+            let n = binds.len() + 2;
+            conditions.push(condition.replace('?', &format!("${n}")));
+            binds.push(bind);
+        };
+        if let Some(seq) = seqs.after {
+            add("seq > ?", Bind::Int(seq));
+        }
+        if let Some(seq) = seqs.before {
+            add("seq < ?", Bind::Int(seq));
+        }
+        if let Some(from) = filter.from {
+            add("occurred_at >= ?", Bind::Int(from.as_millis()));
+        }
+        if let Some(to) = filter.to {
+            add("occurred_at < ?", Bind::Int(to.as_millis()));
+        }
+        if let Some(prefix) = &filter.action_prefix {
+            // substr/length instead of LIKE: action names contain `_`, a LIKE wildcard.
+            add(
+                "substr(action, 1, length(?)) = ?",
+                Bind::Text(prefix.clone()),
+            );
+        }
+        if let Some(actor) = &filter.actor_id {
+            add("actor_id = ?", Bind::Text(actor.clone()));
+        }
+        if let Some(target) = &filter.target_id {
+            add("target_id = ?", Bind::Text(target.clone()));
+        }
+        if let Some(outcome) = &filter.outcome {
+            add("outcome = ?", Bind::Text(outcome.clone()));
+        }
+        let limit_at = binds.len() + 2;
+        let text = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE {} ORDER BY seq {} LIMIT ${limit_at}",
+            conditions.join(" AND "),
+            match order {
+                SeqOrder::NewestFirst => "DESC",
+                SeqOrder::OldestFirst => "ASC",
+            }
+        );
+        let mut query = sqlx::query(sql(text)).bind(chain);
+        for bind in binds {
+            query = match bind {
+                Bind::Int(value) => query.bind(value),
+                Bind::Text(value) => query.bind(value),
+            };
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        chain: &str,
+        from_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE chain = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT $3"
+        )))
+        .bind(chain)
+        .bind(from_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint_from).collect()
+    }
+
+    async fn chains_due_for_checkpoint(
+        &self,
+        min_events: i64,
+        stale_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ChainHeadRow>, StoreError> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {HEAD_COLUMNS} FROM audit_chain_heads WHERE last_seq > checkpoint_seq \
+             AND (last_seq - checkpoint_seq >= $1 OR checkpoint_at < $2) ORDER BY chain LIMIT $3"
+        )))
+        .bind(min_events)
+        .bind(stale_before.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(head_from).collect()
+    }
+
+    async fn chains_with_events_before(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT chain FROM audit_events WHERE occurred_at < $1 ORDER BY chain LIMIT $2",
+        )
+        .bind(cutoff.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get("chain").map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn is_audit_viewer(&self, org: &OrgId, account: &AccountId) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS granted FROM audit_viewers v WHERE v.org_id = $1 AND ( \
+               (v.subject_type = 'account' AND v.subject_id = $2) \
+               OR (v.subject_type = 'team' AND v.subject_id IN \
+                   (SELECT team_id FROM team_members WHERE org_id = $1 AND account_id = $2))) \
+             LIMIT 1",
+        )
+        .bind(org.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn audit_viewers(&self, org: &OrgId) -> Result<Vec<AuditViewerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT org_id, subject_type, subject_id, granted_at FROM audit_viewers \
+             WHERE org_id = $1 ORDER BY subject_type, subject_id",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(viewer_from).collect()
+    }
+}
+
+#[async_trait]
+impl AuditStoreTx for SqlTx {
+    async fn advance_audit_chain(
+        &mut self,
+        chain: &str,
+        count: u32,
+    ) -> Result<ChainPosition, StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_chain_heads (chain, last_seq, last_hash) VALUES ($1, 0, $2) \
+             ON CONFLICT (chain) DO NOTHING",
+        )
+        .bind(chain)
+        .bind(GENESIS_HASH)
+        .execute(&mut *self.tx)
+        .await?;
+        // The UPDATE takes the head's row lock on PostgreSQL, so concurrent appends to one
+        // chain queue here and every event sees the hash of the one before it.
+        let row = sqlx::query(
+            "UPDATE audit_chain_heads SET last_seq = last_seq + $1 WHERE chain = $2 \
+             RETURNING last_seq, last_hash",
+        )
+        .bind(i64::from(count))
+        .bind(chain)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let last_seq: i64 = row.try_get("last_seq")?;
+        Ok(ChainPosition {
+            seq: last_seq - i64::from(count) + 1,
+            prev_hash: row.try_get("last_hash")?,
+        })
+    }
+
+    async fn insert_audit_events(&mut self, events: &[AuditEventRow]) -> Result<(), StoreError> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let first = row * AUDIT_COLUMN_COUNT + 1;
+                    let cells: Vec<String> = (first..first + AUDIT_COLUMN_COUNT)
+                        .map(|n| format!("${n}"))
+                        .collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            let mut query = sqlx::query(sql(format!(
+                "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES {}",
+                placeholders.join(", ")
+            )));
+            for event in chunk {
+                query = query
+                    .bind(event.id.as_str())
+                    .bind(event.chain.as_str())
+                    .bind(event.seq)
+                    .bind(event.org_id.as_deref())
+                    .bind(event.actor_type.as_str())
+                    .bind(event.actor_id.as_deref())
+                    .bind(event.actor_name_sealed.as_deref())
+                    .bind(event.action.as_str())
+                    .bind(event.target_type.as_deref())
+                    .bind(event.target_id.as_deref())
+                    .bind(event.outcome.as_str())
+                    .bind(event.ip.as_deref())
+                    .bind(event.user_agent.as_deref())
+                    .bind(event.request_id.as_deref())
+                    .bind(event.occurred_at.as_millis())
+                    .bind(event.details.as_str())
+                    .bind(event.prev_hash.as_str())
+                    .bind(event.hash.as_str());
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        let result = sqlx::query(
+            "UPDATE audit_chain_heads SET last_hash = $1 WHERE chain = $2 AND last_seq = $3",
+        )
+        .bind(last.hash.as_str())
+        .bind(last.chain.as_str())
+        .bind(last.seq)
+        .execute(&mut *self.tx)
+        .await?;
+        expect_one(result.rows_affected())
+    }
+
+    async fn actor_name_as_stored(
+        &mut self,
+        actor_type: &str,
+        actor_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let statement = match actor_type {
+            "account" => "SELECT display_name_sealed AS name FROM accounts WHERE id = $1",
+            "operator" => "SELECT name FROM operator_tokens WHERE id = $1",
+            "app" => "SELECT name FROM apps WHERE id = $1",
+            _ => return Ok(None),
+        };
+        let row = sqlx::query(statement)
+            .bind(actor_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<Option<String>, _>("name")?,
+            None => None,
+        })
+    }
+
+    async fn insert_audit_checkpoint(
+        &mut self,
+        checkpoint: &CheckpointRow,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql(format!(
+            "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (chain, seq) DO NOTHING"
+        )))
+        .bind(checkpoint.chain.as_str())
+        .bind(checkpoint.seq)
+        .bind(checkpoint.hash.as_str())
+        .bind(checkpoint.signed_at.as_millis())
+        .bind(checkpoint.key_id.as_str())
+        .bind(checkpoint.signature.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "UPDATE audit_chain_heads SET checkpoint_seq = $1, checkpoint_at = $2 \
+             WHERE chain = $3 AND checkpoint_seq < $1",
+        )
+        .bind(checkpoint.seq)
+        .bind(checkpoint.signed_at.as_millis())
+        .bind(checkpoint.chain.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn first_audit_seq_at_or_after(
+        &mut self,
+        chain: &str,
+        cutoff: Timestamp,
+    ) -> Result<i64, StoreError> {
+        // A no-op UPDATE takes the head's row lock first, so appends and purges of one chain
+        // do not interleave.
+        let head = sqlx::query(
+            "UPDATE audit_chain_heads SET anchor_seq = anchor_seq WHERE chain = $1 \
+             RETURNING last_seq, anchor_seq",
+        )
+        .bind(chain)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(head) = head else {
+            return Ok(1);
+        };
+        let last_seq: i64 = head.try_get("last_seq")?;
+        let anchor_seq: i64 = head.try_get("anchor_seq")?;
+        let row = sqlx::query(
+            "SELECT MIN(seq) AS first FROM audit_events \
+             WHERE chain = $1 AND seq > $2 AND occurred_at >= $3",
+        )
+        .bind(chain)
+        .bind(anchor_seq)
+        .bind(cutoff.as_millis())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row
+            .try_get::<Option<i64>, _>("first")?
+            .unwrap_or(last_seq + 1))
+    }
+
+    async fn purge_audit_prefix(&mut self, chain: &str, up_to_seq: i64) -> Result<u64, StoreError> {
+        let anchor = sqlx::query("SELECT hash FROM audit_events WHERE chain = $1 AND seq = $2")
+            .bind(chain)
+            .bind(up_to_seq)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(anchor) = anchor else {
+            return Ok(0);
+        };
+        let anchor_hash: String = anchor.try_get("hash")?;
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq <= $2")
+            .bind(chain)
+            .bind(up_to_seq)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE chain = $1 AND seq < $2")
+            .bind(chain)
+            .bind(up_to_seq)
+            .execute(&mut *self.tx)
+            .await?;
+        let result = sqlx::query(
+            "UPDATE audit_chain_heads SET anchor_seq = $1, anchor_hash = $2 \
+             WHERE chain = $3 AND anchor_seq < $1",
+        )
+        .bind(up_to_seq)
+        .bind(anchor_hash)
+        .bind(chain)
+        .execute(&mut *self.tx)
+        .await?;
+        expect_one(result.rows_affected())?;
+        Ok(deleted)
+    }
+
+    async fn grant_audit_viewer(&mut self, viewer: &AuditViewerRow) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO audit_viewers (org_id, subject_type, subject_id, granted_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, subject_type, subject_id) DO NOTHING",
+        )
+        .bind(viewer.org_id.as_str())
+        .bind(viewer.subject_type.as_str())
+        .bind(viewer.subject_id.as_str())
+        .bind(viewer.granted_at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn revoke_audit_viewer(
+        &mut self,
+        org: &OrgId,
+        subject_type: &str,
+        subject_id: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM audit_viewers WHERE org_id = $1 AND subject_type = $2 AND subject_id = $3",
+        )
+        .bind(org.as_str())
+        .bind(subject_type)
+        .bind(subject_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
