@@ -249,6 +249,13 @@ fn rows() -> Vec<Row> {
                                                                             [404, 403, 403, 403, 422, 404, 403, 403]).watch(APP_MEMBERS),
         row("DELETE", "/api/v1/orgs/{org}/apps/{fresh}/members/{member}", None,
                                                                             [404, 403, 403, 403, 204, 404, 403, 403]).fresh(Fresh::EnabledAppWithMember).watch(FRESH_APP_MEMBERS),
+        // The audit trail: administrators, and holders of the viewer right (none here).
+        row("GET", "/api/v1/orgs/{org}/audit-events", None,                 [404, 403, 403, 403, 200, 404, 403, 403]),
+        row("GET", "/api/v1/orgs/{org}/audit-events/export", None,          [404, 403, 403, 403, 200, 404, 403, 403]),
+        row("GET", "/api/v1/orgs/{org}/audit-checkpoints", None,            [404, 403, 403, 403, 200, 404, 403, 403]),
+        row("GET", "/api/v1/orgs/{org}/audit-viewers", None,                [404, 403, 403, 403, 200, 404, 403, 403]),
+        row("PUT", "/api/v1/orgs/{org}/audit-viewers/{fresh}", None,        [404, 403, 403, 403, 201, 404, 403, 403]).fresh(Fresh::Member),
+        row("DELETE", "/api/v1/orgs/{org}/audit-viewers/{member}", None,    [404, 403, 403, 403, 404, 404, 403, 403]),
         // The app's own call: only for organizations that enabled it, only about members.
         row("GET", "/api/v1/app/orgs/{org}/members/{member}", None,         [403, 403, 403, 403, 403, 403, 403, 200]),
         row("GET", "/api/v1/app/orgs/{other_org}/members/{other_admin}", None,
