@@ -297,3 +297,42 @@ pub fn hash_of(prev_hash: &str, canonical: &str) -> String {
     hasher.update(canonical.as_bytes());
     hex::encode(hasher.finalize())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of `docs/audit-events.md`, so the document and the code agree.
+    #[test]
+    fn hashes_the_documented_example() {
+        let account = "acc_dqnkylczb7fgsd7d5r2flcli6a";
+        let row = AuditEventRow {
+            id: AuditEventId::from_stored(String::from("evt_swtfqt6cjwttmdjb7xk5zc5bah")),
+            chain: String::from("platform"),
+            seq: 1,
+            org_id: None,
+            actor_type: String::from("account"),
+            actor_id: Some(account.to_owned()),
+            actor_name_sealed: None,
+            action: String::from("account.created"),
+            target_type: Some(String::from("account")),
+            target_id: Some(account.to_owned()),
+            outcome: String::from("success"),
+            ip: Some(String::from("127.0.0.1")),
+            user_agent: Some(String::from("curl/8.5.0")),
+            request_id: Some(String::from("3f2c8e1a-5b7d-4c9e-8a61-0d4f2b9c7e15")),
+            occurred_at: Timestamp::parse_rfc3339("2026-11-22T03:04:05.123Z").unwrap(),
+            details: String::from("{}"),
+            prev_hash: mamori_core::audit::GENESIS_HASH.to_owned(),
+            hash: String::new(),
+        };
+        let mut buffer = String::new();
+        assert_eq!(
+            event_hash(&row, Some("Ada Lovelace"), &mut buffer),
+            "a2c27a310b386942693e52154747ea2f9d82c562d050c669888a61e1e8224bbb"
+        );
+        assert!(buffer.starts_with(
+            "{\"action\":\"account.created\",\"actor\":{\"id\":\"acc_dqnkylczb7fgsd7d5r2flcli6a\",\"name\":\"Ada Lovelace\",\"type\":\"account\"}"
+        ));
+    }
+}

@@ -113,12 +113,13 @@ mod tests {
 
     #[test]
     fn sorts_members_by_utf16_and_escapes_like_ecmascript() {
-        // U+E000 sorts before U+1F600 in UTF-16 (0xE000 < 0xD83D) though not in UTF-8.
+        // U+1F600 (UTF-16 0xD83D 0xDE00) sorts before U+E000 in UTF-16, though after it in
+        // UTF-8 (0xF0... > 0xEE...): JCS wants the UTF-16 order.
         let value =
             json!({"b": 1, "a": [true, null, "x\u{1}\n\"\\"], "\u{1F600}": 0, "\u{E000}": -2});
         assert_eq!(
             canonical(&value).unwrap(),
-            "{\"a\":[true,null,\"x\\u0001\\n\\\"\\\\\"],\"b\":1,\"\u{E000}\":-2,\"\u{1F600}\":0}"
+            "{\"a\":[true,null,\"x\\u0001\\n\\\"\\\\\"],\"b\":1,\"\u{1F600}\":0,\"\u{E000}\":-2}"
         );
     }
 
