@@ -100,8 +100,8 @@ impl Services {
         loop {
             let baton = self.ingest.leader.lock().await;
             // The batch before ours may have carried our event.
-            if let Ok(result) = answered.try_recv() {
-                return result.map_err(|error| ServiceError::Unexpected(anyhow::anyhow!(error)));
+            if let Some(result) = answer_of(&mut answered) {
+                return result;
             }
             let batch: Vec<Waiting> = match self.ingest.queue.lock() {
                 Ok(mut queue) => {
@@ -117,10 +117,26 @@ impl Services {
                 let _ = tokio::spawn(commit_batch(store, keyring, batch)).await;
             }
             drop(baton);
-            if let Ok(result) = answered.try_recv() {
-                return result.map_err(|error| ServiceError::Unexpected(anyhow::anyhow!(error)));
+            if let Some(result) = answer_of(&mut answered) {
+                return result;
             }
         }
+    }
+}
+
+/// The answer to a waiter, once there is one. A batch whose commit task died without
+/// answering (its sender dropped) is an error too, never a wait forever.
+fn answer_of(
+    answered: &mut oneshot::Receiver<Result<AuditEventView, String>>,
+) -> Option<Result<AuditEventView, ServiceError>> {
+    match answered.try_recv() {
+        Ok(result) => {
+            Some(result.map_err(|error| ServiceError::Unexpected(anyhow::anyhow!(error))))
+        }
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => Some(Err(ServiceError::Unexpected(
+            anyhow::anyhow!("audit group commit ended without an answer"),
+        ))),
     }
 }
 
