@@ -141,9 +141,7 @@ impl Services {
                 self.insert_org_with_admin(
                     tx.as_mut(),
                     context,
-                    org_key,
-                    org_id,
-                    org_name,
+                    (org_id, org_key, org_name.as_str()),
                     &id,
                     now,
                 )

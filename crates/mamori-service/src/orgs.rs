@@ -147,9 +147,7 @@ impl Services {
         &self,
         tx: &mut dyn StoreTx,
         context: &RequestContext,
-        org_key: &DataKey,
-        org_id: &OrgId,
-        name: &str,
+        (org_id, org_key, name): (&OrgId, &DataKey, &str),
         admin: &AccountId,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
@@ -276,9 +274,7 @@ impl Services {
             self.insert_org_with_admin(
                 tx.as_mut(),
                 context,
-                &key,
-                &org_id,
-                &name,
+                (&org_id, &key, &name),
                 &session.account_id,
                 now,
             )
