@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod audit;
+mod audit_verifier;
 mod bad_input;
 mod cli;
 mod conformance;
