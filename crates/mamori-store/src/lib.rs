@@ -6,6 +6,7 @@
 //! email address, a person's name or an organization's content in plaintext: the service seals
 //! them before they get here. (Request metadata such as client IPs is stored as given.)
 
+mod access_logs;
 pub mod conformance;
 pub mod db;
 mod error;
@@ -13,6 +14,7 @@ mod orgs;
 mod records;
 mod sql;
 
+pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use orgs::{OrgStore, OrgStoreTx};
@@ -24,7 +26,7 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
-pub trait Store: OrgStore + Send + Sync {
+pub trait Store: OrgStore + AccessLogStore + Send + Sync {
     fn engine(&self) -> Engine;
 
     /// Checks that the database answers.
