@@ -2,6 +2,7 @@
 //! IP behind trusted proxies, user agent, request ID), and authentication with the CSRF check
 //! for cookie-carried sessions.
 
+use crate::access_log::PrincipalSlot;
 use crate::app::AppState;
 use crate::error::ApiError;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -215,9 +216,22 @@ impl FromRequestParts<AppState> for Context {
     }
 }
 
+/// Authenticates the caller and notes the principal for the access log, also when the route
+/// then refuses that kind of principal.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Authenticated, ApiError> {
+    let authenticated = authenticate_credential(parts, state).await?;
+    if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
+        slot.note(&authenticated);
+    }
+    Ok(authenticated)
+}
+
 /// A bearer secret from `Authorization`, or the session cookie (then with a CSRF check on
 /// unsafe methods).
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Authenticated, ApiError> {
+async fn authenticate_credential(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Authenticated, ApiError> {
     let now = state.clock.now();
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let secret = value
