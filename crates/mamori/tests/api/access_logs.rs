@@ -515,6 +515,14 @@ async fn only_an_operator_token_reads_the_log(engine: TestEngine) {
         );
     }
     assert!(document["components"]["schemas"]["AccessLogPage"].is_object());
+    // The other lists' paging parameters are optional query parameters too.
+    for parameter in document["paths"]["/api/v1/me/sessions"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(parameter["in"], "query", "{parameter}");
+        assert_eq!(parameter["required"], false, "{parameter}");
+    }
 }
 
 /// Logs at chosen times through the service, as the writer would store them.
