@@ -501,4 +501,40 @@ mod tests {
         assert_eq!(entry.path, "/");
         assert_eq!(entry.client_ip, None);
     }
+
+    /// A request abandoned before its answer (its future dropped, as when the client goes away)
+    /// is still logged, with status 499.
+    #[tokio::test]
+    async fn an_abandoned_request_is_logged_as_499() {
+        use futures_util::FutureExt;
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        let (logger, mut writer) = with_capacity(
+            clock,
+            Arc::from(Vec::new()),
+            Duration::from_secs(3600),
+            10,
+            10,
+        );
+        let router = Router::new()
+            .route(
+                "/hang",
+                axum::routing::post(std::future::pending::<&'static str>),
+            )
+            .layer(middleware::from_fn_with_state(Some(logger), record));
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/hang")
+            .body(Body::empty())
+            .unwrap();
+        // Polled once, then dropped unanswered.
+        assert!(router.oneshot(request).now_or_never().is_none());
+        let Some(Message::Record(entry)) = writer.receiver.recv().await else {
+            panic!("a record");
+        };
+        assert_eq!(entry.status, 499);
+        assert_eq!(
+            (entry.method.as_str(), entry.path.as_str()),
+            ("POST", "/hang")
+        );
+    }
 }
