@@ -2,6 +2,10 @@
 //! the tests. Only the edge knows JSON: these types are converted by hand to and from the
 //! service layer's types, which are never serialized.
 
+mod access_logs;
+
+pub use access_logs::{AccessLog, AccessLogPage};
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

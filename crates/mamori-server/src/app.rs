@@ -1,6 +1,7 @@
 //! Building and running the server: open the databases, assemble the router with its layers,
 //! bind, serve until a shutdown signal, and run the background jobs beside it.
 
+use crate::access_log::{self, AccessLogFlush, AccessLogWriter};
 use crate::clock::Clock;
 use crate::config::{AuditSettings, MasterKeySource, Settings, redact_url};
 use crate::error::{ApiError, problem_response};
@@ -113,7 +114,7 @@ impl Backend {
             .with_mail(mail_settings, transport)
             .with_retention(RetentionSettings {
                 audit_days: settings.audit.retention_days,
-                ..RetentionSettings::default()
+                access_log_days: settings.access_log_retention_days,
             }),
         );
         Ok(Backend {
@@ -152,6 +153,7 @@ pub struct Application {
     clock: Arc<dyn Clock>,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     audit: AuditSettings,
+    access_log: Option<(AccessLogWriter, AccessLogFlush)>,
 }
 
 impl Application {
@@ -185,7 +187,18 @@ impl Application {
                 settings.audit.app_events_per_second.saturating_mul(2),
             )),
         };
-        let router = router(state, &settings);
+        let (access_logger, access_log) = if settings.access_log_enabled {
+            let (logger, writer) = access_log::access_log(
+                clock.clone(),
+                state.trusted_proxies.clone(),
+                Duration::from_millis(settings.access_log_flush_interval_ms),
+            );
+            let flush = logger.flush_handle();
+            (Some(logger), Some((writer, flush)))
+        } else {
+            (None, None)
+        };
+        let router = router(state, &settings, access_logger);
         let listener = std::net::TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         listener.set_nonblocking(true)?;
@@ -198,6 +211,7 @@ impl Application {
             clock,
             tls,
             audit: settings.audit,
+            access_log,
         })
     }
 
@@ -213,6 +227,12 @@ impl Application {
         self.backend.services.clone()
     }
 
+    /// A handle that makes the access log writer store the records of every request answered
+    /// so far, for tests that must not sleep; `None` when the access log is off.
+    pub fn access_log_flush(&self) -> Option<AccessLogFlush> {
+        self.access_log.as_ref().map(|(_, flush)| flush.clone())
+    }
+
     /// Serves until `shutdown` completes; requests in flight then finish before this returns.
     pub async fn run(
         self,
@@ -224,6 +244,9 @@ impl Application {
             self.clock.clone(),
             jobs_stopped.clone(),
         ));
+        let access_log = self.access_log.map(|(writer, _)| {
+            tokio::spawn(writer.run(self.backend.services.clone(), jobs_stopped.clone()))
+        });
         let mail = tokio::spawn(send_mail(
             self.backend.services.clone(),
             self.clock.clone(),
@@ -271,6 +294,10 @@ impl Application {
         let _ = mail.await;
         let _ = checkpoints.await;
         let _ = retention.await;
+        // After the server: the requests that finished during shutdown are written too.
+        if let Some(access_log) = access_log {
+            let _ = access_log.await;
+        }
         self.backend.close().await;
         result
     }
@@ -380,6 +407,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::sessions::router())
         .merge(routes::me::router())
         .merge(routes::operator::router())
+        .merge(routes::access_logs::router())
         .merge(routes::orgs::router())
         .merge(routes::teams::router())
         .merge(routes::org_apps::router())
@@ -400,7 +428,11 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, openapi)
 }
 
-fn router(state: AppState, settings: &Settings) -> Router {
+fn router(
+    state: AppState,
+    settings: &Settings,
+    access_logger: Option<access_log::AccessLogger>,
+) -> Router {
     let (api, openapi) = api_router();
     let openapi_json = Arc::new(openapi.to_json().unwrap_or_default());
     let timeout = Duration::from_secs(settings.request_timeout_seconds);
@@ -452,6 +484,12 @@ fn router(state: AppState, settings: &Settings) -> Router {
             )
         }),
     )
+    // Inside the request-ID layers, so the log has the ID; outside everything else, so it sees
+    // every answer, the panic's and the timeout's too.
+    .layer(middleware::from_fn_with_state(
+        access_logger,
+        access_log::record,
+    ))
     .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
     .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
     .layer(middleware::from_fn(sanitize_request_id))

@@ -25,6 +25,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
+    pub access_log: AccessLogConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -144,6 +145,20 @@ pub struct AuditSettings {
     pub app_events_per_second: u32,
 }
 
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// Whether every HTTP request is logged (default `true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Days a request's log is kept before retention deletes it (default 545, LOG-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i64>,
+    /// Longest wait before logged requests are written to the data store (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_interval_ms: Option<u64>,
+}
+
 /// Values given on the command line; each overrides file and environment.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -189,6 +204,11 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// Whether the server logs every request to the access log.
+    pub access_log_enabled: bool,
+    /// Access logs older than this are deleted by retention (LOG-2).
+    pub access_log_retention_days: i64,
+    pub access_log_flush_interval_ms: u64,
 }
 
 const ENV_PREFIX: &str = "MAMORI_";
@@ -398,6 +418,16 @@ impl Config {
                  app_events_per_second must be at least 1"
             );
         }
+        let access_log_retention_days = self.access_log.retention_days.unwrap_or(545);
+        if !(1..=545).contains(&access_log_retention_days) {
+            bail!(
+                "access_log.retention_days must be from 1 to 545 (logs are kept at most 545 days)"
+            );
+        }
+        let access_log_flush_interval_ms = self.access_log.flush_interval_ms.unwrap_or(1000);
+        if access_log_flush_interval_ms < 1 {
+            bail!("access_log.flush_interval_ms must be at least 1");
+        }
         Ok(Settings {
             data_dir,
             database_url,
@@ -420,6 +450,9 @@ impl Config {
             audit,
             log_format,
             log_filter: self.log.filter.unwrap_or_else(|| String::from("info")),
+            access_log_enabled: self.access_log.enabled.unwrap_or(true),
+            access_log_retention_days,
+            access_log_flush_interval_ms,
         })
     }
 }
@@ -559,6 +592,33 @@ mod tests {
             ..Config::default()
         };
         assert!(bad_url.resolve().is_err());
+    }
+
+    #[test]
+    fn access_log_section() {
+        let settings = Config::default().resolve().unwrap();
+        assert!(settings.access_log_enabled);
+        assert_eq!(settings.access_log_retention_days, 545);
+        assert_eq!(settings.access_log_flush_interval_ms, 1000);
+        let settings = Config::from_toml("[access_log]\nretention_days = 30\nenabled = false\n")
+            .unwrap()
+            .with_env(env(&[
+                ("MAMORI_ACCESS_LOG__RETENTION_DAYS", "90"),
+                ("MAMORI_ACCESS_LOG__FLUSH_INTERVAL_MS", "250"),
+            ]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(!settings.access_log_enabled);
+        assert_eq!(settings.access_log_retention_days, 90);
+        assert_eq!(settings.access_log_flush_interval_ms, 250);
+        for bad in [
+            "[access_log]\nretention_days = 0\n",
+            "[access_log]\nflush_interval_ms = 0\n",
+        ] {
+            assert!(Config::from_toml(bad).unwrap().resolve().is_err(), "{bad}");
+        }
+        assert!(Config::from_toml("[access_log]\nretention = 5\n").is_err());
     }
 
     #[test]

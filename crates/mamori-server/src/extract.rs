@@ -2,6 +2,7 @@
 //! IP behind trusted proxies, user agent, request ID), and authentication with the CSRF check
 //! for cookie-carried sessions.
 
+use crate::access_log::PrincipalSlot;
 use crate::app::AppState;
 use crate::error::ApiError;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -126,6 +127,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 /// `?limit=&cursor=` for lists.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1 to 500; default 50.
     pub limit: Option<u32>,
@@ -215,9 +217,22 @@ impl FromRequestParts<AppState> for Context {
     }
 }
 
+/// Authenticates the caller and notes the principal for the access log, also when the route
+/// then refuses that kind of principal.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Authenticated, ApiError> {
+    let authenticated = authenticate_credential(parts, state).await?;
+    if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
+        slot.note(&authenticated);
+    }
+    Ok(authenticated)
+}
+
 /// A bearer secret from `Authorization`, or the session cookie (then with a CSRF check on
 /// unsafe methods).
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Authenticated, ApiError> {
+async fn authenticate_credential(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Authenticated, ApiError> {
     let now = state.clock.now();
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let secret = value

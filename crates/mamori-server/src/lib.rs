@@ -5,6 +5,7 @@
 //! Handlers hold no business rules: each one parses, calls one use case on
 //! `mamori_service::Services`, and converts the answer to a wire type.
 
+pub mod access_log;
 pub mod app;
 pub mod clock;
 pub mod config;

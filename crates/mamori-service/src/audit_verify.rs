@@ -269,8 +269,9 @@ impl ExportVerdict {
     }
 }
 
-/// Verifies a JSON Lines export with the checkpoint key alone: every event's hash from its own
-/// fields (recanonicalized, not trusted as written), the links, and every checkpoint. The
+/// Verifies a JSON Lines export with the checkpoint key alone: every line must be in canonical
+/// form (so no member can be given twice), every event's hash is recomputed from its own
+/// fields, then the links and every checkpoint are checked. The
 /// export is complete when its last event is covered by a checkpoint.
 pub fn verify_export(
     reader: impl BufRead,
@@ -290,7 +291,15 @@ pub fn verify_export(
         if line.trim().is_empty() {
             continue;
         }
-        let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&line) else {
+        let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(&line) else {
+            return Ok(malformed(number, "not a JSON object"));
+        };
+        // Every line is written in canonical form; anything else (a member given twice, which
+        // a JSON reader may resolve either way, or a reformatted line) is refused.
+        if jcs::canonical(&value).ok().as_deref() != Some(line.trim_end()) {
+            return Ok(malformed(number, "not in canonical form (RFC 8785)"));
+        }
+        let Value::Object(mut object) = value else {
             return Ok(malformed(number, "not a JSON object"));
         };
         if let Some(anchor) = object.get("anchor") {

@@ -5,6 +5,7 @@
 //! Personal data is sealed with the owner's data key here, before it reaches the store. This
 //! layer knows nothing of HTTP; the current time always comes in as `now`.
 
+mod access_logs;
 mod accounts;
 mod apps;
 mod audit;
@@ -23,6 +24,7 @@ mod sessions;
 mod teams;
 pub mod tokens;
 
+pub use access_logs::{AccessLogEntry, AccessLogQuery, AccessLogView, LoggedPrincipal};
 pub use accounts::{AccountView, SignUp};
 pub use apps::{AppMembershipView, OrgAppView};
 pub use audit::{PLATFORM_KEY_OWNER, RequestContext, event_hash, hash_of, write_event};

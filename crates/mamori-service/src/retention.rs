@@ -85,11 +85,3 @@ impl Services {
         }
     }
 }
-
-impl Services {
-    /// Deletes access logs stored before `cutoff`. (Access logs arrive with their own store;
-    /// until then there is nothing to delete.)
-    pub async fn delete_access_logs_before(&self, _cutoff: Timestamp) -> Result<u64, ServiceError> {
-        Ok(0)
-    }
-}

@@ -6,6 +6,7 @@
 //! email address, a person's name or an organization's content in plaintext: the service seals
 //! them before they get here. (Request metadata such as client IPs is stored as given.)
 
+mod access_logs;
 mod audit;
 pub mod conformance;
 pub mod db;
@@ -14,6 +15,7 @@ mod orgs;
 mod records;
 mod sql;
 
+pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
 pub use audit::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange};
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
@@ -26,7 +28,7 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
-pub trait Store: OrgStore + AuditStore + Send + Sync {
+pub trait Store: OrgStore + AuditStore + AccessLogStore + Send + Sync {
     fn engine(&self) -> Engine;
 
     /// Checks that the database answers.

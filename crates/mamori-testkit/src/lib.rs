@@ -64,6 +64,7 @@ pub struct TestApp {
     pub services: Arc<Services>,
     pub settings: Settings,
     pub database: Arc<TestDatabase>,
+    access_log: Option<mamori_server::access_log::AccessLogFlush>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -114,6 +115,7 @@ pub async fn spawn_with(
         .expect("build the application");
     let address = application.address();
     let services = application.services();
+    let access_log = application.access_log_flush();
     let (shutdown, shutdown_received) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run(async move {
         let _ = shutdown_received.await;
@@ -130,6 +132,7 @@ pub async fn spawn_with(
         services,
         settings,
         database,
+        access_log,
         shutdown: Some(shutdown),
         server: Some(server),
     }
@@ -153,6 +156,14 @@ impl TestApp {
                 .await
                 .expect("server task")
                 .expect("server stopped cleanly");
+        }
+    }
+
+    /// Waits until the access log of every request answered so far is stored (nothing to wait
+    /// for when the access log is off).
+    pub async fn flush_access_logs(&self) {
+        if let Some(access_log) = &self.access_log {
+            access_log.flush().await;
         }
     }
 

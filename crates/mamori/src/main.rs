@@ -87,7 +87,7 @@ enum AuditCommand {
         /// The file from GET /api/v1/orgs/{org}/audit-events/export?format=jsonl.
         file: PathBuf,
         /// The key from GET /api/v1/audit/public-key (base64url or PEM), or a file holding it.
-        #[arg(long, value_name = "KEY")]
+        #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
         public_key: String,
     },
     /// Print the checkpoint public key.

@@ -1,5 +1,6 @@
 //! Routes, one module per resource, each with its handlers beside its paths.
 
+pub mod access_logs;
 pub mod accounts;
 pub mod app_api;
 pub mod audit;

@@ -4,6 +4,7 @@
 //! up front (`BEGIN IMMEDIATE`) behind an in-process gate, so writers queue instead of failing
 //! with `SQLITE_BUSY`; PostgreSQL uses ordinary transactions and row locks.
 
+mod access_logs;
 mod audit;
 mod orgs;
 

@@ -4,6 +4,7 @@
 // Test helpers outside `#[test]` functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access_logs;
 mod accounts;
 mod audit;
 mod audit_verifier;
