@@ -56,7 +56,16 @@ struct Waiting {
     event: PendingEvent,
     app_id: String,
     now: Timestamp,
-    answer: oneshot::Sender<Result<AuditEventView, String>>,
+    answer: oneshot::Sender<Result<AuditEventView, Unanswered>>,
+}
+
+/// Why a waiter's event was not stored.
+#[derive(Debug, Clone)]
+enum Unanswered {
+    /// The organization is not active or did not enable the app.
+    NotFound,
+    /// The batch's commit failed; none of it was stored.
+    Failed,
 }
 
 /// The queue and the leader's baton.
@@ -77,16 +86,9 @@ impl Services {
         now: Timestamp,
     ) -> Result<AuditEventView, ServiceError> {
         let event = validate_app_event(app, &input, context)?;
-        let org = OrgId::parse(&input.org_id).ok_or(ServiceError::NotFound)?;
-        let enabled = self.store.org_app(&org, &app.app_id).await?.is_some();
-        let active = self
-            .store
-            .org(&org)
-            .await?
-            .is_some_and(|row| row.status == "active");
-        if !enabled || !active {
-            return Err(ServiceError::NotFound);
-        }
+        // Whether the organization is active and enabled the app is decided inside the
+        // batch's transaction, once per organization and app: no read per request.
+        OrgId::parse(&input.org_id).ok_or(ServiceError::NotFound)?;
         let (answer, answered) = oneshot::channel();
         if let Ok(mut queue) = self.ingest.queue.lock() {
             queue.push(Waiting {
@@ -127,12 +129,14 @@ impl Services {
 /// The answer to a waiter, once there is one. A batch whose commit task died without
 /// answering (its sender dropped) is an error too, never a wait forever.
 fn answer_of(
-    answered: &mut oneshot::Receiver<Result<AuditEventView, String>>,
+    answered: &mut oneshot::Receiver<Result<AuditEventView, Unanswered>>,
 ) -> Option<Result<AuditEventView, ServiceError>> {
     match answered.try_recv() {
-        Ok(result) => {
-            Some(result.map_err(|error| ServiceError::Unexpected(anyhow::anyhow!(error))))
-        }
+        Ok(Ok(view)) => Some(Ok(view)),
+        Ok(Err(Unanswered::NotFound)) => Some(Err(ServiceError::NotFound)),
+        Ok(Err(Unanswered::Failed)) => Some(Err(ServiceError::Unexpected(anyhow::anyhow!(
+            "audit group commit failed"
+        )))),
         Err(oneshot::error::TryRecvError::Empty) => None,
         Err(oneshot::error::TryRecvError::Closed) => Some(Err(ServiceError::Unexpected(
             anyhow::anyhow!("audit group commit ended without an answer"),
@@ -269,16 +273,14 @@ async fn commit_batch(store: Arc<dyn Store>, keyring: Arc<Keyring>, batch: Vec<W
             for (chain, waiting) in by_chain {
                 let rows = views.remove(&chain).unwrap_or_default();
                 for (waiting, view) in waiting.into_iter().zip(rows) {
-                    let _ = waiting.answer.send(Ok(view));
+                    let _ = waiting.answer.send(view.ok_or(Unanswered::NotFound));
                 }
             }
         }
         Err(error) => {
             tracing::error!(error = %error, "audit group commit failed");
             for waiting in by_chain.into_values().flatten() {
-                let _ = waiting
-                    .answer
-                    .send(Err(String::from("audit group commit failed")));
+                let _ = waiting.answer.send(Err(Unanswered::Failed));
             }
         }
     }
@@ -288,23 +290,40 @@ async fn append_all(
     store: &Arc<dyn Store>,
     keyring: &Keyring,
     by_chain: &HashMap<String, Vec<Waiting>>,
-) -> Result<HashMap<String, Vec<AuditEventView>>, ServiceError> {
+) -> Result<HashMap<String, Vec<Option<AuditEventView>>>, ServiceError> {
     let mut tx = store.begin().await?;
     let mut names: HashMap<String, Option<String>> = HashMap::new();
     let mut views = HashMap::new();
     for (chain, waiting) in by_chain {
+        let mut allowed: HashMap<&str, bool> = HashMap::new();
         for item in waiting {
             if !names.contains_key(&item.app_id) {
                 let name = tx.actor_name_as_stored("app", &item.app_id).await?;
                 names.insert(item.app_id.clone(), name);
             }
+            if !allowed.contains_key(item.app_id.as_str()) {
+                let may = tx.app_may_write(chain, &item.app_id).await?;
+                allowed.insert(item.app_id.as_str(), may);
+            }
+        }
+        let admitted = |item: &Waiting| allowed.get(item.app_id.as_str()) == Some(&true);
+        let count = waiting.iter().filter(|item| admitted(item)).count();
+        let mut chain_views = Vec::with_capacity(waiting.len());
+        if count == 0 {
+            chain_views.resize(waiting.len(), None);
+            views.insert(chain.clone(), chain_views);
+            continue;
         }
         let key = keyring.key(chain).await?;
-        let count = u32::try_from(waiting.len()).unwrap_or(u32::MAX);
-        let mut position = tx.advance_audit_chain(chain, count).await?;
-        let mut rows = Vec::with_capacity(waiting.len());
-        let mut chain_views = Vec::with_capacity(waiting.len());
+        let mut position = tx
+            .advance_audit_chain(chain, u32::try_from(count).unwrap_or(u32::MAX))
+            .await?;
+        let mut rows = Vec::with_capacity(count);
         for item in waiting {
+            if !admitted(item) {
+                chain_views.push(None);
+                continue;
+            }
             let name = names.get(&item.app_id).cloned().flatten();
             let row = chained_row(
                 chain.clone(),
@@ -316,10 +335,10 @@ async fn append_all(
             )?;
             position.seq += 1;
             position.prev_hash.clone_from(&row.hash);
-            chain_views.push(AuditEventView {
+            chain_views.push(Some(AuditEventView {
                 row: row.clone(),
                 actor_name: name,
-            });
+            }));
             rows.push(row);
         }
         tx.insert_audit_events(&rows).await?;

@@ -133,6 +133,10 @@ pub trait AuditStoreTx: Send {
         cutoff: Timestamp,
     ) -> Result<i64, StoreError>;
 
+    /// Whether `app` may write to the trail of organization `org`: the organization is active
+    /// and enabled the app.
+    async fn app_may_write(&mut self, org: &str, app: &str) -> Result<bool, StoreError>;
+
     /// Grants the viewer right; false when it was already held.
     async fn grant_audit_viewer(&mut self, viewer: &AuditViewerRow) -> Result<bool, StoreError>;
     /// Revokes it; false when it was not held.

@@ -470,6 +470,18 @@ impl AuditStoreTx for SqlTx {
         Ok(deleted)
     }
 
+    async fn app_may_write(&mut self, org: &str, app: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS ok FROM org_apps a JOIN organizations o ON o.id = a.org_id \
+             WHERE a.org_id = $1 AND a.app_id = $2 AND o.status = 'active'",
+        )
+        .bind(org)
+        .bind(app)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.is_some())
+    }
+
     async fn grant_audit_viewer(&mut self, viewer: &AuditViewerRow) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "INSERT INTO audit_viewers (org_id, subject_type, subject_id, granted_at) \
