@@ -8,9 +8,7 @@ use crate::ServiceError;
 pub use argon2::Block;
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -41,24 +39,14 @@ pub enum Verification {
     Match { needs_rehash: bool },
 }
 
-/// How long the Argon2 buffers are kept after the last hash; then they are freed, so an idle
-/// server holds no hashing memory.
-const BUFFER_IDLE_RELEASE: Duration = Duration::from_secs(2);
-
 pub struct PasswordHashing {
     params: Params,
     permits: Arc<Semaphore>,
-    max_concurrent: usize,
     /// Argon2 working memory, one buffer per permit, made once and reused for every hash.
     /// Freed buffers of this size are not reliably given back to the OS by the system
     /// allocator (each blocking thread's arena keeps its own), so memory grew with the number
     /// of threads that ever hashed; reusing a fixed set bounds it at `max_concurrent x m`.
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
-    /// Counts finished hashes, so the release task can tell whether the pool was used while
-    /// it waited.
-    finished: Arc<AtomicU64>,
-    /// Whether a release task is waiting already.
-    release_scheduled: Arc<AtomicBool>,
     /// A hash of a random password with the current parameters. Verifying against it makes a
     /// login for an unknown email cost the same as a real one.
     dummy_hash: Arc<str>,
@@ -74,15 +62,12 @@ impl PasswordHashing {
         )
         .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("argon2 parameters: {error}")))?;
         let random = crate::tokens::random_bytes::<32>()?;
-        let dummy_hash = hash_into(&params, &random, &mut Vec::new())?;
-        let max_concurrent = config.max_concurrent.max(1);
+        let mut first_buffer = vec![Block::default(); params.block_count()];
+        let dummy_hash = hash_into(&params, &random, &mut first_buffer)?;
         Ok(PasswordHashing {
             params,
-            permits: Arc::new(Semaphore::new(max_concurrent)),
-            max_concurrent,
-            buffers: Arc::new(Mutex::new(Vec::new())),
-            finished: Arc::new(AtomicU64::new(0)),
-            release_scheduled: Arc::new(AtomicBool::new(false)),
+            permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            buffers: Arc::new(Mutex::new(vec![first_buffer])),
             dummy_hash: Arc::from(dummy_hash),
         })
     }
@@ -143,8 +128,7 @@ impl PasswordHashing {
             .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("hashing pool closed")))?;
         let buffers = self.buffers.clone();
         let block_count = self.params.block_count();
-        let finished = self.finished.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut buffer = buffers
                 .lock()
                 .ok()
@@ -154,49 +138,11 @@ impl PasswordHashing {
             if let Ok(mut free) = buffers.lock() {
                 free.push(buffer);
             }
-            finished.fetch_add(1, Ordering::Release);
             drop(permit);
             result
         })
         .await
-        .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("hashing task: {error}")));
-        self.schedule_release();
-        result
-    }
-
-    /// Frees the pooled buffers once no hash ran for [`BUFFER_IDLE_RELEASE`] and none is
-    /// running. Under load the buffers stay and are reused; idle, the memory goes back to the
-    /// system (buffers this large are mapped and unmapped on their own by the allocator).
-    fn schedule_release(&self) {
-        if self.release_scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let buffers = self.buffers.clone();
-        let finished = self.finished.clone();
-        let scheduled = self.release_scheduled.clone();
-        let permits = self.permits.clone();
-        let max_concurrent = self.max_concurrent;
-        tokio::spawn(async move {
-            loop {
-                let seen = finished.load(Ordering::Acquire);
-                tokio::time::sleep(BUFFER_IDLE_RELEASE).await;
-                if finished.load(Ordering::Acquire) == seen
-                    && permits.available_permits() == max_concurrent
-                {
-                    if let Ok(mut free) = buffers.lock() {
-                        free.clear();
-                    }
-                    scheduled.store(false, Ordering::Release);
-                    // A hash that finished just now may have seen the flag still set; look
-                    // once more so its buffer is not kept for good.
-                    if finished.load(Ordering::Acquire) == seen
-                        || scheduled.swap(true, Ordering::AcqRel)
-                    {
-                        return;
-                    }
-                }
-            }
-        });
+        .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("hashing task: {error}")))
     }
 }
 
