@@ -8,6 +8,7 @@ use crate::ServiceError;
 pub use argon2::Block;
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
@@ -42,11 +43,13 @@ pub enum Verification {
 pub struct PasswordHashing {
     params: Params,
     permits: Arc<Semaphore>,
-    /// Argon2 working memory, one buffer per permit, made once and reused for every hash.
-    /// Freed buffers of this size are not reliably given back to the OS by the system
-    /// allocator (each blocking thread's arena keeps its own), so memory grew with the number
-    /// of threads that ever hashed; reusing a fixed set bounds it at `max_concurrent x m`.
+    /// Argon2 working memory, reused while hashes follow one another. At most one buffer per
+    /// permit exists, so memory under a login storm stays at `max_concurrent x m`. When a hash
+    /// ends and no other is running or waiting, its buffer is freed rather than kept, so an
+    /// idle server holds none (the binary's allocator gives freed memory back to the OS).
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Hashes running or waiting for a permit.
+    in_flight: Arc<AtomicUsize>,
     /// A hash of a random password with the current parameters. Verifying against it makes a
     /// login for an unknown email cost the same as a real one.
     dummy_hash: Arc<str>,
@@ -62,12 +65,12 @@ impl PasswordHashing {
         )
         .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("argon2 parameters: {error}")))?;
         let random = crate::tokens::random_bytes::<32>()?;
-        let mut first_buffer = vec![Block::default(); params.block_count()];
-        let dummy_hash = hash_into(&params, &random, &mut first_buffer)?;
+        let dummy_hash = hash_into(&params, &random, &mut Vec::new())?;
         Ok(PasswordHashing {
             params,
             permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
-            buffers: Arc::new(Mutex::new(vec![first_buffer])),
+            buffers: Arc::new(Mutex::new(Vec::new())),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             dummy_hash: Arc::from(dummy_hash),
         })
     }
@@ -120,6 +123,10 @@ impl PasswordHashing {
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
+        // Counted from before the wait, so a finishing hash sees queued ones as well. The
+        // guard moves into the blocking task with the permit: a hash whose caller went away
+        // still counts until it ends.
+        let in_flight = InFlight::enter(&self.in_flight);
         let permit = self
             .permits
             .clone()
@@ -135,14 +142,44 @@ impl PasswordHashing {
                 .and_then(|mut free| free.pop())
                 .unwrap_or_else(|| vec![Block::default(); block_count]);
             let result = work(&mut buffer);
-            if let Ok(mut free) = buffers.lock() {
-                free.push(buffer);
+            if in_flight.others() > 0 {
+                if let Ok(mut free) = buffers.lock() {
+                    free.push(buffer);
+                }
+            } else {
+                // Nothing else to hash: free this buffer and any left in the pool.
+                drop(buffer);
+                if let Ok(mut free) = buffers.lock() {
+                    free.clear();
+                }
             }
             drop(permit);
+            drop(in_flight);
             result
         })
         .await
         .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("hashing task: {error}")))
+    }
+}
+
+/// One hash running or waiting, counted in `PasswordHashing::in_flight` until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter.clone())
+    }
+
+    /// Hashes running or waiting besides this one.
+    fn others(&self) -> usize {
+        self.0.load(Ordering::SeqCst).saturating_sub(1)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
