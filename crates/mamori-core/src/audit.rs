@@ -60,6 +60,11 @@ pub mod action {
     pub const ACCOUNT_DELETED: &str = "account.deleted";
     pub const ACCOUNT_PASSWORD_CHANGED: &str = "account.password.changed";
     pub const ACCOUNT_PASSWORD_CHECK_FAILED: &str = "account.password.check_failed";
+    pub const ACCOUNT_PASSWORD_RESET_REQUESTED: &str = "account.password.reset_requested";
+    pub const ACCOUNT_PASSWORD_RESET: &str = "account.password.reset";
+    pub const ACCOUNT_EMAIL_VERIFIED: &str = "account.email.verified";
+    pub const ACCOUNT_EMAIL_CHANGE_REQUESTED: &str = "account.email.change_requested";
+    pub const ACCOUNT_EMAIL_CHANGED: &str = "account.email.changed";
     pub const SESSION_LOGIN: &str = "session.login";
     pub const SESSION_LOGIN_FAILED: &str = "session.login_failed";
     pub const SESSION_LOGOUT: &str = "session.logout";
