@@ -744,6 +744,44 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_and_lockout_sections() {
+        let settings = Config::default().resolve().unwrap();
+        assert_eq!(settings.rate_limits.login, RateLimit::per_minute(20, 20));
+        assert_eq!(settings.rate_limits.sign_up, RateLimit::per_minute(5, 20));
+        assert_eq!(settings.rate_limits.max_clients, 100_000);
+        assert_eq!(settings.lockout, LockoutPolicy::default());
+        let settings = Config::from_toml(
+            "[rate_limits]\nlogin = { per_minute = 3, burst = 4 }\n\
+             [lockout]\nafter_attempts = 3\nmax_lock_seconds = 600\n",
+        )
+        .unwrap()
+        .with_env(env(&[
+            ("MAMORI_RATE_LIMITS__PASSWORD_RESET__BURST", "2"),
+            ("MAMORI_LOCKOUT__FIRST_LOCK_SECONDS", "30"),
+        ]))
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(settings.rate_limits.login, RateLimit::per_minute(3, 4));
+        assert_eq!(
+            settings.rate_limits.password_reset,
+            RateLimit::per_minute(5, 2)
+        );
+        assert_eq!(settings.lockout.threshold, 3);
+        assert_eq!(settings.lockout.first_lock_ms, 30_000);
+        assert_eq!(settings.lockout.max_lock_ms, 600_000);
+        for bad in [
+            "[rate_limits]\nlogin = { per_minute = 0 }\n",
+            "[rate_limits]\nmax_clients = 0\n",
+            "[lockout]\nafter_attempts = 0\n",
+            "[lockout]\nfirst_lock_seconds = 120\nmax_lock_seconds = 60\n",
+        ] {
+            assert!(Config::from_toml(bad).unwrap().resolve().is_err(), "{bad}");
+        }
+        assert!(Config::from_toml("[lockout]\nattempts = 5\n").is_err());
+    }
+
+    #[test]
     fn postgres_keyring_is_a_sibling_database() {
         let settings = Config::default()
             .with_overrides(Overrides {
