@@ -95,6 +95,15 @@ pub struct UpdateMeRequest {
     pub password: Option<String>,
 }
 
+/// `PUT /api/v1/operator/orgs/{org}/max-members` (ACC-7): the plan's member limit; `null`
+/// (or absent) for none.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMaxMembersRequest {
+    #[serde(default)]
+    pub max_members: Option<u32>,
+}
+
 /// `POST /api/v1/password-resets`: answered 202 whether or not the address has an account.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

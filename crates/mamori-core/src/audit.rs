@@ -73,6 +73,7 @@ pub mod action {
     pub const APP_CREATED: &str = "app.created";
     pub const ORG_CREATED: &str = "org.created";
     pub const ORG_UPDATED: &str = "org.updated";
+    pub const ORG_PLAN_LIMIT_CHANGED: &str = "org.plan_limit.changed";
     pub const ORG_MEMBER_ADDED: &str = "org.member.added";
     pub const ORG_MEMBER_UPDATED: &str = "org.member.updated";
     pub const ORG_MEMBER_REMOVED: &str = "org.member.removed";

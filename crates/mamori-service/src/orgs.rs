@@ -875,6 +875,8 @@ impl Services {
                 "you are a member of this organization already",
             )));
         }
+        // ACC-7: the plan's member limit, counted under the organization's lock.
+        self.check_room_for_member(tx, &invitation.org_id).await?;
         if !tx
             .decide_invitation(
                 &invitation.id,

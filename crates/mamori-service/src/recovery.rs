@@ -625,3 +625,59 @@ impl Services {
         Ok(())
     }
 }
+
+impl Services {
+    /// ACC-7: refuses a new member beyond the organization's plan limit (`max_members`).
+    /// Called inside a transaction that holds the organization's lock.
+    pub(crate) async fn check_room_for_member(
+        &self,
+        tx: &mut dyn StoreTx,
+        org: &mamori_core::OrgId,
+    ) -> Result<(), ServiceError> {
+        if let Some(max_members) = tx.org_max_members(org).await? {
+            let members = tx.count_members(org).await?;
+            if i64::try_from(members).unwrap_or(i64::MAX) >= max_members {
+                return Err(ServiceError::refused(
+                    Refusal::Conflict,
+                    "plan_limit_reached",
+                    format!(
+                        "the organization's plan allows {max_members} members and has them all"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// ACC-7: the operator sets an organization's member limit (`None`: no limit). Members
+    /// beyond a lowered limit stay; only new ones are refused.
+    pub async fn set_max_members(
+        &self,
+        operator: &crate::OperatorPrincipal,
+        context: &RequestContext,
+        org: &str,
+        max_members: Option<u32>,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let org_id = mamori_core::OrgId::parse(org).ok_or(ServiceError::NotFound)?;
+        if max_members == Some(0) {
+            return Err(ServiceError::field("max_members", "must be at least 1"));
+        }
+        let mut tx = self.store.begin().await?;
+        tx.lock_org(&org_id).await.map_err(|error| match error {
+            StoreError::NotFound => ServiceError::NotFound,
+            other => other.into(),
+        })?;
+        tx.set_org_max_members(&org_id, max_members.map(i64::from), now)
+            .await?;
+        let mut draft = AuditDraft::new(
+            ActorKind::Operator,
+            Some(operator.token_id.as_str()),
+            action::ORG_PLAN_LIMIT_CHANGED,
+        )
+        .target("org", org_id.as_str())
+        .details(json!({ "max_members": max_members }));
+        draft.org = Some(&org_id);
+        self.record_and_commit(tx, context, draft, now).await
+    }
+}

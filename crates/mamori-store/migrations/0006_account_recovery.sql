@@ -31,3 +31,6 @@ CREATE INDEX account_tokens_by_account ON account_tokens (account_id, purpose, c
 
 -- An organization may admit only accounts whose email address is verified.
 ALTER TABLE organizations ADD COLUMN require_verified_email BIGINT NOT NULL DEFAULT 0;
+
+-- ACC-7: the plan's limit on members of any kind, set by the operator; NULL is no limit.
+ALTER TABLE organizations ADD COLUMN max_members BIGINT;

@@ -111,6 +111,14 @@ pub trait RecoveryStoreTx: Send {
         email_sealed: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// The organization's member limit (ACC-7), read inside the transaction; `None`: none.
+    async fn org_max_members(&mut self, org: &OrgId) -> Result<Option<i64>, StoreError>;
+    async fn set_org_max_members(
+        &mut self,
+        org: &OrgId,
+        max_members: Option<i64>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     async fn set_org_require_verified_email(
         &mut self,
         org: &OrgId,

@@ -213,6 +213,33 @@ impl RecoveryStoreTx for SqlTx {
         expect_one(result.rows_affected())
     }
 
+    async fn org_max_members(&mut self, org: &OrgId) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT max_members FROM organizations WHERE id = $1")
+            .bind(org.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        match row {
+            Some(row) => Ok(row.try_get("max_members")?),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn set_org_max_members(
+        &mut self,
+        org: &OrgId,
+        max_members: Option<i64>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("UPDATE organizations SET max_members = $1, updated_at = $2 WHERE id = $3")
+                .bind(max_members)
+                .bind(now.as_millis())
+                .bind(org.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+        expect_one(result.rows_affected())
+    }
+
     async fn set_org_require_verified_email(
         &mut self,
         org: &OrgId,

@@ -33,6 +33,7 @@ mamori_testkit::engine_tests!(
     an_email_change_is_refused_when_the_address_was_taken_meanwhile,
     an_organization_can_require_verified_addresses_to_join,
     changing_the_password_sends_a_notice,
+    the_plan_limits_the_number_of_members,
 );
 
 const PUBLIC_URL: &str = "https://id.example.test";
@@ -826,4 +827,71 @@ async fn changing_the_password_sends_a_notice(engine: TestEngine) {
         text.contains("https://id.example.test/password-reset"),
         "{text}"
     );
+}
+
+async fn the_plan_limits_the_number_of_members(engine: TestEngine) {
+    let (app, smtp) = spawn_mailing(engine).await;
+    let (_, admin) = app.account_with_session("admin@example.com").await;
+    let org = create_org(&app, &admin, "Small Plan").await;
+    let operator = app.operator_token().await;
+    let limit = |max: Value| {
+        let operator = operator.clone();
+        let path = format!("/api/v1/operator/orgs/{org}/max-members");
+        let app = &app;
+        async move {
+            app.request(
+                Method::PUT,
+                &path,
+                Some(&operator),
+                Some(&json!({ "max_members": max })),
+            )
+            .await
+        }
+    };
+    assert_eq!(limit(json!(2)).await.status(), 204);
+    expect_problem(limit(json!(0)).await, 422, "validation_failed").await;
+    // Only the operator sets it.
+    expect_problem(
+        app.request(
+            Method::PUT,
+            &format!("/api/v1/operator/orgs/{org}/max-members"),
+            Some(&admin),
+            Some(&json!({ "max_members": 100 })),
+        )
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    for email in ["bob@example.com", "carol@example.com"] {
+        invite(&app, &admin, &org, email, "member").await;
+    }
+    let (bob_invitation, _) = mailed_token(&app, &smtp, "bob@example.com", 1, "mmi_").await;
+    json_of(
+        sign_up_invited(&app, "bob@example.com", &bob_invitation).await,
+        201,
+    )
+    .await;
+    // Two members now: the third is refused, and its sign-up creates no account.
+    let (carol_invitation, _) = mailed_token(&app, &smtp, "carol@example.com", 1, "mmi_").await;
+    expect_problem(
+        sign_up_invited(&app, "carol@example.com", &carol_invitation).await,
+        409,
+        "plan_limit_reached",
+    )
+    .await;
+    expect_problem(
+        log_in(&app, "carol@example.com", GOOD_PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    // A larger plan lets the same invitation in.
+    assert_eq!(limit(json!(3)).await.status(), 204);
+    json_of(
+        sign_up_invited(&app, "carol@example.com", &carol_invitation).await,
+        201,
+    )
+    .await;
+    assert_eq!(limit(Value::Null).await.status(), 204);
 }
