@@ -86,6 +86,44 @@ pub struct SessionCreated {
 pub struct UpdateMeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// A new email address: a confirmation link goes to it and a notice to the current one;
+    /// the address changes only once the link is opened. Needs `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The current password, required with `email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// `PUT /api/v1/operator/orgs/{org}/max-members` (ACC-7): the plan's member limit; `null`
+/// (or absent) for none.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMaxMembersRequest {
+    #[serde(default)]
+    pub max_members: Option<u32>,
+}
+
+/// `POST /api/v1/password-resets`: answered 202 whether or not the address has an account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+/// `POST /api/v1/password-resets/complete`, with the token from the mailed link.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetCompleteRequest {
+    pub token: String,
+    pub new_password: String,
+}
+
+/// `POST /api/v1/email-verifications/complete`, with the token from the mailed link.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailVerificationCompleteRequest {
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -152,6 +190,9 @@ pub struct CreateOrgRequest {
 pub struct UpdateOrgRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// ACC-8: admit only accounts whose email address is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_verified_email: Option<bool>,
 }
 
 /// An organization as one of its members sees it.
@@ -165,6 +206,9 @@ pub struct Organization {
     pub can_invite: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// ACC-8: only accounts with a verified email address may join.
+    #[serde(default)]
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]

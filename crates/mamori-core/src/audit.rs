@@ -60,6 +60,11 @@ pub mod action {
     pub const ACCOUNT_DELETED: &str = "account.deleted";
     pub const ACCOUNT_PASSWORD_CHANGED: &str = "account.password.changed";
     pub const ACCOUNT_PASSWORD_CHECK_FAILED: &str = "account.password.check_failed";
+    pub const ACCOUNT_PASSWORD_RESET_REQUESTED: &str = "account.password.reset_requested";
+    pub const ACCOUNT_PASSWORD_RESET: &str = "account.password.reset";
+    pub const ACCOUNT_EMAIL_VERIFIED: &str = "account.email.verified";
+    pub const ACCOUNT_EMAIL_CHANGE_REQUESTED: &str = "account.email.change_requested";
+    pub const ACCOUNT_EMAIL_CHANGED: &str = "account.email.changed";
     pub const SESSION_LOGIN: &str = "session.login";
     pub const SESSION_LOGIN_FAILED: &str = "session.login_failed";
     pub const SESSION_LOGOUT: &str = "session.logout";
@@ -68,6 +73,7 @@ pub mod action {
     pub const APP_CREATED: &str = "app.created";
     pub const ORG_CREATED: &str = "org.created";
     pub const ORG_UPDATED: &str = "org.updated";
+    pub const ORG_PLAN_LIMIT_CHANGED: &str = "org.plan_limit.changed";
     pub const ORG_MEMBER_ADDED: &str = "org.member.added";
     pub const ORG_MEMBER_UPDATED: &str = "org.member.updated";
     pub const ORG_MEMBER_REMOVED: &str = "org.member.removed";

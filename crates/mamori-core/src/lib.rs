@@ -8,6 +8,7 @@ pub mod account;
 pub mod audit;
 pub mod error;
 pub mod id;
+pub mod lockout;
 pub mod org;
 pub mod rate;
 pub mod session;

@@ -5,7 +5,7 @@ use crate::access_log::{self, AccessLogFlush, AccessLogWriter};
 use crate::clock::Clock;
 use crate::config::{AuditSettings, MasterKeySource, Settings, redact_url};
 use crate::error::{ApiError, problem_response};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimiter, RateLimits};
 use crate::routes;
 use anyhow::Context as _;
 use axum::Router;
@@ -37,6 +37,8 @@ pub struct AppState {
     pub tls: bool,
     /// Events per second each app may send to the audit trail, on this node.
     pub app_event_limiter: Arc<RateLimiter>,
+    /// Per-client limits of the credential endpoints (`rate_limit::PerIp`).
+    pub rate_limits: Arc<RateLimits>,
 }
 
 /// The stores and services, opened and migrated, without a listener: what the command line's
@@ -115,7 +117,8 @@ impl Backend {
             .with_retention(RetentionSettings {
                 audit_days: settings.audit.retention_days,
                 access_log_days: settings.access_log_retention_days,
-            }),
+            })
+            .with_lockout(settings.lockout),
         );
         Ok(Backend {
             services,
@@ -127,6 +130,17 @@ impl Backend {
     pub async fn close(&self) {
         self.store.close().await;
         self.keyring.close().await;
+    }
+}
+
+fn rate_limits(settings: &Settings) -> RateLimits {
+    let limits = settings.rate_limits;
+    let table = |limit| RateLimiter::with_limit(limit, limits.max_clients);
+    RateLimits {
+        login: table(limits.login),
+        second_factor: table(limits.second_factor),
+        sign_up: table(limits.sign_up),
+        password_reset: table(limits.password_reset),
     }
 }
 
@@ -186,6 +200,7 @@ impl Application {
                 settings.audit.app_events_per_second,
                 settings.audit.app_events_per_second.saturating_mul(2),
             )),
+            rate_limits: Arc::new(rate_limits(&settings)),
         };
         let (access_logger, access_log) = if settings.access_log_enabled {
             let (logger, writer) = access_log::access_log(
@@ -406,6 +421,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::accounts::router())
         .merge(routes::sessions::router())
         .merge(routes::me::router())
+        .merge(routes::recovery::router())
         .merge(routes::operator::router())
         .merge(routes::access_logs::router())
         .merge(routes::orgs::router())

@@ -5,6 +5,8 @@
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
+use mamori_core::lockout::LockoutPolicy;
+use mamori_core::rate::RateLimit;
 use mamori_core::session::SessionPolicy;
 use mamori_service::PasswordParams;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub access_log: AccessLogConfig,
+    pub rate_limits: RateLimitConfig,
+    pub lockout: LockoutConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -159,6 +163,74 @@ pub struct AccessLogConfig {
     pub flush_interval_ms: Option<u64>,
 }
 
+/// Per-client-IP limits of the credential endpoints, on each node (an IPv6 client is its /64).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Clients remembered per limit; beyond it the idle, then the least recent, are forgotten
+    /// (default 100000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clients: Option<usize>,
+    /// `POST /api/v1/sessions` (default 20 a minute, bursts of 20).
+    pub login: RateConfig,
+    /// `POST /api/v1/sessions/second-factor` (default 20 a minute, bursts of 20).
+    pub second_factor: RateConfig,
+    /// `POST /api/v1/accounts` (default 5 a minute, bursts of 20).
+    pub sign_up: RateConfig,
+    /// Password resets and email confirmations (default 5 a minute, bursts of 10).
+    pub password_reset: RateConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl RateConfig {
+    fn resolve(&self, name: &str, per_minute: u32, burst: u32) -> anyhow::Result<RateLimit> {
+        let limit = RateLimit::per_minute(
+            self.per_minute.unwrap_or(per_minute),
+            self.burst.unwrap_or(burst),
+        );
+        if limit.tokens < 1 || limit.burst < 1 {
+            bail!("rate_limits.{name}: per_minute and burst must be at least 1");
+        }
+        Ok(limit)
+    }
+}
+
+/// Brute-force protection per login name, kept in the database (all nodes share it).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// The attempt without success that first locks (default 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_attempts: Option<u32>,
+    /// The first lock (default 60); each later one doubles...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_lock_seconds: Option<i64>,
+    /// ...up to this (default 3600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lock_seconds: Option<i64>,
+    /// Attempts are forgotten this long after the last one (default 24).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forget_after_hours: Option<i64>,
+}
+
+/// The per-client limits, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub max_clients: usize,
+    pub login: RateLimit,
+    pub second_factor: RateLimit,
+    pub sign_up: RateLimit,
+    pub password_reset: RateLimit,
+}
+
 /// Values given on the command line; each overrides file and environment.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -209,6 +281,8 @@ pub struct Settings {
     /// Access logs older than this are deleted by retention (LOG-2).
     pub access_log_retention_days: i64,
     pub access_log_flush_interval_ms: u64,
+    pub rate_limits: RateLimitSettings,
+    pub lockout: LockoutPolicy,
 }
 
 const ENV_PREFIX: &str = "MAMORI_";
@@ -428,7 +502,55 @@ impl Config {
         if access_log_flush_interval_ms < 1 {
             bail!("access_log.flush_interval_ms must be at least 1");
         }
+        let rate_limits = RateLimitSettings {
+            max_clients: self.rate_limits.max_clients.unwrap_or(100_000),
+            login: self.rate_limits.login.resolve("login", 20, 20)?,
+            second_factor: self
+                .rate_limits
+                .second_factor
+                .resolve("second_factor", 20, 20)?,
+            sign_up: self.rate_limits.sign_up.resolve("sign_up", 5, 20)?,
+            password_reset: self
+                .rate_limits
+                .password_reset
+                .resolve("password_reset", 5, 10)?,
+        };
+        if rate_limits.max_clients < 1 {
+            bail!("rate_limits.max_clients must be at least 1");
+        }
+        let lockout_defaults = LockoutPolicy::default();
+        let lockout = LockoutPolicy {
+            threshold: self
+                .lockout
+                .after_attempts
+                .unwrap_or(lockout_defaults.threshold),
+            first_lock_ms: self
+                .lockout
+                .first_lock_seconds
+                .map_or(lockout_defaults.first_lock_ms, |seconds| seconds * 1000),
+            max_lock_ms: self
+                .lockout
+                .max_lock_seconds
+                .map_or(lockout_defaults.max_lock_ms, |seconds| seconds * 1000),
+            forget_after_ms: self
+                .lockout
+                .forget_after_hours
+                .map_or(lockout_defaults.forget_after_ms, |hours| hours * 3_600_000),
+        };
+        if lockout.threshold < 1
+            || lockout.first_lock_ms < 1000
+            || lockout.max_lock_ms < lockout.first_lock_ms
+            || lockout.forget_after_ms < lockout.max_lock_ms
+        {
+            bail!(
+                "lockout: after_attempts must be at least 1, first_lock_seconds at least 1, \
+                 max_lock_seconds at least first_lock_seconds, and forget_after_hours at least \
+                 max_lock_seconds"
+            );
+        }
         Ok(Settings {
+            rate_limits,
+            lockout,
             data_dir,
             database_url,
             database_max_connections: self.database.max_connections.unwrap_or(match engine {
@@ -619,6 +741,44 @@ mod tests {
             assert!(Config::from_toml(bad).unwrap().resolve().is_err(), "{bad}");
         }
         assert!(Config::from_toml("[access_log]\nretention = 5\n").is_err());
+    }
+
+    #[test]
+    fn rate_limit_and_lockout_sections() {
+        let settings = Config::default().resolve().unwrap();
+        assert_eq!(settings.rate_limits.login, RateLimit::per_minute(20, 20));
+        assert_eq!(settings.rate_limits.sign_up, RateLimit::per_minute(5, 20));
+        assert_eq!(settings.rate_limits.max_clients, 100_000);
+        assert_eq!(settings.lockout, LockoutPolicy::default());
+        let settings = Config::from_toml(
+            "[rate_limits]\nlogin = { per_minute = 3, burst = 4 }\n\
+             [lockout]\nafter_attempts = 3\nmax_lock_seconds = 600\n",
+        )
+        .unwrap()
+        .with_env(env(&[
+            ("MAMORI_RATE_LIMITS__PASSWORD_RESET__BURST", "2"),
+            ("MAMORI_LOCKOUT__FIRST_LOCK_SECONDS", "30"),
+        ]))
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(settings.rate_limits.login, RateLimit::per_minute(3, 4));
+        assert_eq!(
+            settings.rate_limits.password_reset,
+            RateLimit::per_minute(5, 2)
+        );
+        assert_eq!(settings.lockout.threshold, 3);
+        assert_eq!(settings.lockout.first_lock_ms, 30_000);
+        assert_eq!(settings.lockout.max_lock_ms, 600_000);
+        for bad in [
+            "[rate_limits]\nlogin = { per_minute = 0 }\n",
+            "[rate_limits]\nmax_clients = 0\n",
+            "[lockout]\nafter_attempts = 0\n",
+            "[lockout]\nfirst_lock_seconds = 120\nmax_lock_seconds = 60\n",
+        ] {
+            assert!(Config::from_toml(bad).unwrap().resolve().is_err(), "{bad}");
+        }
+        assert!(Config::from_toml("[lockout]\nattempts = 5\n").is_err());
     }
 
     #[test]

@@ -168,6 +168,18 @@ impl ApiError {
                 format!("slow down; try again in {retry_after_seconds} s"),
                 Vec::new(),
             ),
+            ApiError::Service(S::Locked {
+                retry_after_seconds,
+            }) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "account_locked",
+                "Too many attempts",
+                format!(
+                    "too many log-in attempts for this email address; try again in \
+                     {retry_after_seconds} s, or reset the password"
+                ),
+                Vec::new(),
+            ),
             ApiError::Service(S::Unexpected(_)) | ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -199,9 +211,16 @@ impl IntoResponse for ApiError {
         }
         let (status, code, title, detail, errors) = self.parts();
         let mut response = problem_response(status, code, title, detail, errors);
-        if let ApiError::RateLimited {
-            retry_after_seconds,
-        } = self
+        let retry_after = match &self {
+            ApiError::RateLimited {
+                retry_after_seconds,
+            }
+            | ApiError::Service(ServiceError::Locked {
+                retry_after_seconds,
+            }) => Some(*retry_after_seconds),
+            _ => None,
+        };
+        if let Some(retry_after_seconds) = retry_after
             && let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -165,7 +165,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .unwrap_or(peer)
 }
 
-fn peer_of(parts: &Parts) -> Option<IpAddr> {
+pub(crate) fn peer_of(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

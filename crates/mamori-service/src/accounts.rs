@@ -40,7 +40,7 @@ pub struct AccountView {
     pub updated_at: Timestamp,
 }
 
-fn email_index(services: &Services, email: &Email) -> String {
+pub(crate) fn email_index(services: &Services, email: &Email) -> String {
     services.keyring.blind_index("email", &email.canonical())
 }
 
@@ -150,6 +150,17 @@ impl Services {
             if let Some(invitation) = &invitation {
                 self.accept_in_tx(tx.as_mut(), context, invitation, &id, now)
                     .await?;
+            }
+            // ACC-8: an address not proven by an invitation gets a verification link.
+            if !row.email_verified {
+                let index = row.email_index.as_deref().unwrap_or_default();
+                self.mail_verification_in_tx(
+                    tx.as_mut(),
+                    (&id, &key),
+                    (email.as_str(), index),
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
             Ok::<(), ServiceError>(())
@@ -271,6 +282,14 @@ impl Services {
         let ended = tx
             .delete_sessions_of(&row.id, Some(&session.session_id))
             .await?;
+        self.send_notice(
+            tx.as_mut(),
+            context,
+            &row,
+            crate::notices::password_changed(),
+            now,
+        )
+        .await?;
         self.record_and_commit(
             tx,
             context,
@@ -331,6 +350,7 @@ impl Services {
             self.record(tx.as_mut(), context, draft, now).await?;
         }
         tx.scrub_invitations_of(&row.id).await?;
+        tx.delete_account_tokens(&row.id).await?;
         tx.request_key_destruction(row.id.as_str(), now).await?;
         self.record_and_commit(
             tx,
@@ -353,7 +373,7 @@ impl Services {
     }
 
     /// Checks the holder's password for a sensitive change; a wrong one is audited.
-    async fn verified_account(
+    pub(crate) async fn verified_account(
         &self,
         session: &AccountSession,
         context: &RequestContext,

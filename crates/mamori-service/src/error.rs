@@ -29,6 +29,10 @@ pub enum ServiceError {
         code: &'static str,
         message: String,
     },
+    /// Too many log-in attempts for this login name (known or not): try again after this
+    /// many seconds, or reset the password.
+    #[error("locked for {retry_after_seconds} s")]
+    Locked { retry_after_seconds: u64 },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }

@@ -15,6 +15,8 @@ pub struct JobReport {
     pub sessions_expired: u64,
     pub keys_destroyed: u64,
     pub mail_purged: u64,
+    /// Login throttles and account tokens no longer needed (issue 4).
+    pub recovery_purged: u64,
 }
 
 impl JobReport {
@@ -45,10 +47,20 @@ impl Services {
             .store
             .delete_finished_mail(now.plus_millis(-FINISHED_MAIL_KEPT_MS))
             .await?;
+        // A throttle is kept while its count could still matter; a token a day past expiry.
+        let recovery_purged = self
+            .store
+            .delete_stale_login_throttles(now.plus_millis(-self.lockout.forget_after_ms))
+            .await?
+            + self
+                .store
+                .delete_expired_account_tokens(now.plus_millis(-86_400_000))
+                .await?;
         Ok(JobReport {
             sessions_expired,
             keys_destroyed,
             mail_purged,
+            recovery_purged,
         })
     }
 }

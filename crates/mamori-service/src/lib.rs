@@ -16,9 +16,11 @@ mod error;
 pub mod jcs;
 pub mod jobs;
 pub mod mail;
+pub mod notices;
 mod operator;
 mod orgs;
 pub mod passwords;
+pub mod recovery;
 pub mod retention;
 mod sessions;
 mod teams;
@@ -48,6 +50,7 @@ pub use sessions::{
 };
 pub use teams::{TeamMemberView, TeamView};
 
+use mamori_core::lockout::LockoutPolicy;
 use mamori_core::session::SessionPolicy;
 use mamori_keyring::Keyring;
 use mamori_store::Store;
@@ -64,6 +67,8 @@ pub struct Services {
     audit_signer: tokio::sync::OnceCell<AuditSigner>,
     ingest: audit_ingest::GroupCommit,
     retention: retention::RetentionSettings,
+    /// Brute-force protection of log-in (issue 4, item 3).
+    lockout: LockoutPolicy,
 }
 
 impl Services {
@@ -83,6 +88,7 @@ impl Services {
             audit_signer: tokio::sync::OnceCell::new(),
             ingest: audit_ingest::GroupCommit::default(),
             retention: retention::RetentionSettings::default(),
+            lockout: LockoutPolicy::default(),
         }
     }
 
@@ -101,6 +107,12 @@ impl Services {
     /// How long audit events and access logs are kept.
     pub fn with_retention(mut self, retention: retention::RetentionSettings) -> Services {
         self.retention = retention;
+        self
+    }
+
+    /// When repeated log-in attempts lock a login name.
+    pub fn with_lockout(mut self, lockout: LockoutPolicy) -> Services {
+        self.lockout = lockout;
         self
     }
 

@@ -71,6 +71,8 @@ pub struct OrgView {
     pub can_invite: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// ACC-8: only accounts with a verified email address may join.
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +159,7 @@ impl Services {
             status: String::from(ORG_ACTIVE),
             created_at: now,
             updated_at: now,
+            require_verified_email: false,
         })
         .await?;
         tx.insert_membership(&MembershipRow {
@@ -295,6 +298,7 @@ impl Services {
             can_invite: true,
             created_at: now,
             updated_at: now,
+            require_verified_email: false,
         })
     }
 
@@ -311,6 +315,7 @@ impl Services {
             can_invite: membership.can_invite,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            require_verified_email: row.require_verified_email,
         })
     }
 
@@ -870,6 +875,8 @@ impl Services {
                 "you are a member of this organization already",
             )));
         }
+        // ACC-7: the plan's member limit, counted under the organization's lock.
+        self.check_room_for_member(tx, &invitation.org_id).await?;
         if !tx
             .decide_invitation(
                 &invitation.id,
@@ -922,6 +929,8 @@ impl Services {
             .clone()
             .ok_or(ServiceError::Unauthenticated)?;
         let invitation = self.usable_invitation(token, &email_index, now).await?;
+        // ACC-8: the account must have proven its address before; see recovery.rs.
+        self.check_may_join(&account, &invitation.org_id).await?;
         let mut tx = self.store.begin().await?;
         self.accept_in_tx(tx.as_mut(), context, &invitation, &account.id, now)
             .await?;

@@ -96,6 +96,16 @@ impl Services {
         }
         let email = Email::parse("email", email)?;
         let account = self.account_by_email(&email).await?;
+        // Brute-force protection (issue 4, item 3): counted per login name before the
+        // password is checked, the same for an unknown address; a locked name stops here.
+        let login_name = crate::accounts::email_index(self, &email);
+        self.count_login_attempt(
+            context,
+            &login_name,
+            account.as_ref().map(|row| &row.id),
+            now,
+        )
+        .await?;
         let verification = self
             .passwords
             .verify(
@@ -145,6 +155,8 @@ impl Services {
             tx.update_password_hash(&account.id, hash, now).await?;
         }
         tx.insert_session(&session).await?;
+        // Brute-force protection: a success starts the count again.
+        self.clear_login_attempts(tx.as_mut(), &login_name).await?;
         self.record_and_commit(
             tx,
             context,

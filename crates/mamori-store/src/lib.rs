@@ -13,6 +13,7 @@ pub mod db;
 mod error;
 mod orgs;
 mod records;
+mod recovery;
 mod sql;
 
 pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
@@ -21,6 +22,7 @@ pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use orgs::{OrgStore, OrgStoreTx};
 pub use records::*;
+pub use recovery::{AccountTokenRow, LoginAttempt, RecoveryStore, RecoveryStoreTx, TokenPurpose};
 pub use sql::SqlStore;
 
 use async_trait::async_trait;
@@ -28,7 +30,7 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
-pub trait Store: OrgStore + AuditStore + AccessLogStore + Send + Sync {
+pub trait Store: OrgStore + AuditStore + AccessLogStore + RecoveryStore + Send + Sync {
     fn engine(&self) -> Engine;
 
     /// Checks that the database answers.
@@ -109,7 +111,7 @@ pub trait Store: OrgStore + AuditStore + AccessLogStore + Send + Sync {
 /// Writes, inside one transaction. Every use case writes its audit event through the same
 /// transaction as its change.
 #[async_trait]
-pub trait StoreTx: OrgStoreTx + AuditStoreTx + Send {
+pub trait StoreTx: OrgStoreTx + AuditStoreTx + RecoveryStoreTx + Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError>;

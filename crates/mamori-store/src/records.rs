@@ -108,6 +108,8 @@ pub struct OrgRow {
     pub status: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Only accounts with a verified email address may join (ACC-8).
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -69,9 +69,11 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings for a test: cheap password hashing so tests run fast; everything else default.
+/// Settings for a test: cheap password hashing so tests run fast, and per-client rate limits
+/// out of the way (every test client is 127.0.0.1; the rate-limit tests set their own);
+/// everything else default.
 pub fn test_settings(database: &TestDatabase) -> Settings {
-    Config {
+    let mut settings = Config {
         data_dir: Some(database.data_dir().to_path_buf()),
         database: DatabaseConfig {
             url: Some(database.url().to_owned()),
@@ -94,7 +96,13 @@ pub fn test_settings(database: &TestDatabase) -> Settings {
         ..Config::default()
     }
     .resolve()
-    .expect("test settings")
+    .expect("test settings");
+    let unlimited = mamori_core::rate::RateLimit::per_second(100_000, 100_000);
+    settings.rate_limits.login = unlimited;
+    settings.rate_limits.second_factor = unlimited;
+    settings.rate_limits.sign_up = unlimited;
+    settings.rate_limits.password_reset = unlimited;
+    settings
 }
 
 /// Starts the server on a fresh database of `engine`.

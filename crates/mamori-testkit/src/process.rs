@@ -16,9 +16,20 @@ pub fn data_args(database: &TestDatabase) -> Vec<String> {
     ]
 }
 
-/// Environment for the child: the keyring URL and fast hashing.
+/// Environment for the child: the keyring URL, fast hashing, and the per-client rate limits
+/// out of the way (every test client is 127.0.0.1).
 pub fn data_env(database: &TestDatabase) -> Vec<(String, String)> {
-    vec![
+    let unlimited = ["login", "second_factor", "sign_up", "password_reset"]
+        .into_iter()
+        .flat_map(|limit| {
+            ["PER_MINUTE", "BURST"].map(|key| {
+                (
+                    format!("MAMORI_RATE_LIMITS__{}__{key}", limit.to_uppercase()),
+                    String::from("100000000"),
+                )
+            })
+        });
+    let mut env = vec![
         (
             String::from("MAMORI_KEYRING__URL"),
             database.keyring_url().to_owned(),
@@ -32,7 +43,9 @@ pub fn data_env(database: &TestDatabase) -> Vec<(String, String)> {
             String::from("1"),
         ),
         (String::from("MAMORI_LOG__FILTER"), String::from("warn")),
-    ]
+    ];
+    env.extend(unlimited);
+    env
 }
 
 /// Runs a command of the binary to completion; returns (success, stdout, stderr).

@@ -3,6 +3,7 @@
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Context};
+use crate::rate_limit::{self, PerIp};
 use crate::routes::account_body;
 use crate::routes::orgs::org_body;
 use axum::Json;
@@ -24,8 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, body = SignedUp),
         (status = 409, description = "the email has an account", body = Problem),
         (status = 422, description = "invalid email, name or weak password", body = Problem),
+        (status = 429, description = "too many sign-ups from this client", body = Problem),
     ))]
 async fn sign_up(
+    _limit: PerIp<rate_limit::SignUp>,
     State(state): State<AppState>,
     Context(context): Context,
     ApiJson(body): ApiJson<SignUpRequest>,

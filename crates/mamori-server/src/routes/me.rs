@@ -31,7 +31,9 @@ async fn get_me(
     Ok(Json(account_body(state.services.me(&session).await?)))
 }
 
-/// Change the display name.
+/// Change the display name, or ask to change the email address (with `password`): a
+/// confirmation link goes to the new address and a notice to the current one, and the address
+/// changes only when the link is opened (`POST /api/v1/email-verifications/complete`).
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     request_body = UpdateMeRequest,
     responses((status = 200, body = Account), (status = 422, body = Problem)))]
@@ -41,6 +43,21 @@ async fn update_me(
     Context(context): Context,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> Result<Json<Account>, ApiError> {
+    if let Some(name) = body.display_name.as_deref() {
+        // Checked first, so a bad name changes nothing, not even the email request.
+        mamori_core::account::DisplayName::parse("display_name", name)
+            .map_err(mamori_service::ServiceError::from)?;
+    }
+    if let Some(email) = body.email.as_deref() {
+        // ACC-8: the address changes only when the link mailed to it is opened.
+        let password = body.password.as_deref().ok_or_else(|| {
+            ApiError::validation("password", "is required to change the email address")
+        })?;
+        state
+            .services
+            .request_email_change(&session, &context, email, password, state.clock.now())
+            .await?;
+    }
     let view = state
         .services
         .update_me(&session, &context, body.display_name, state.clock.now())

@@ -9,6 +9,7 @@ pub mod me;
 pub mod operator;
 pub mod org_apps;
 pub mod orgs;
+pub mod recovery;
 pub mod sessions;
 pub mod teams;
 

@@ -4,14 +4,43 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Context, OperatorAuth};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mamori_api_types::{AppCreated, CreateAppRequest, Problem};
+use mamori_api_types::{AppCreated, CreateAppRequest, Problem, SetMaxMembersRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_app))
+    OpenApiRouter::new()
+        .routes(routes!(create_app))
+        .routes(routes!(set_max_members))
+}
+
+/// Set an organization's plan limit on members of any kind (ACC-7); beyond it, joining is
+/// refused with `409 plan_limit_reached`.
+#[utoipa::path(put, path = "/api/v1/operator/orgs/{org}/max-members", tag = "operator",
+    security(("bearer" = [])), params(("org" = String, Path)),
+    request_body = SetMaxMembersRequest,
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn set_max_members(
+    State(state): State<AppState>,
+    OperatorAuth(operator): OperatorAuth,
+    Context(context): Context,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<SetMaxMembersRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .services
+        .set_max_members(
+            &operator,
+            &context,
+            &org,
+            body.max_members,
+            state.clock.now(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Register an app; its secret is shown once.

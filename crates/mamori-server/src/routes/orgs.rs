@@ -35,6 +35,7 @@ pub fn org_body(view: OrgView) -> Organization {
         can_invite: view.can_invite,
         created_at: view.created_at.to_rfc3339(),
         updated_at: view.updated_at.to_rfc3339(),
+        require_verified_email: view.require_verified_email,
     }
 }
 
@@ -123,10 +124,20 @@ async fn update_org(
     ApiJson(body): ApiJson<UpdateOrgRequest>,
 ) -> Result<Json<Organization>, ApiError> {
     let access = state.services.org_access(&session, &org).await?;
-    let view = state
+    // The name is checked (and the caller's role) before anything changes.
+    let mut view = state
         .services
         .update_org(&access, &context, body.name, state.clock.now())
         .await?;
+    if let Some(required) = body.require_verified_email
+        && required != view.require_verified_email
+    {
+        state
+            .services
+            .set_require_verified_email(&access, &context, required, state.clock.now())
+            .await?;
+        view = state.services.get_org(&access).await?;
+    }
     Ok(Json(org_body(view)))
 }
 

@@ -3,6 +3,7 @@
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AccountAuth, ApiJson, Context, SESSION_COOKIE, is_https};
+use crate::rate_limit::{Login, PerIp};
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -46,8 +47,10 @@ fn session_cookie(token: &str, max_age_seconds: i64, secure: bool) -> Option<Hea
     responses(
         (status = 201, body = SessionCreated),
         (status = 401, description = "wrong email or password", body = Problem),
+        (status = 429, description = "too many attempts from this client (`rate_limited`) or for this email address (`account_locked`); see Retry-After", body = Problem),
     ))]
 async fn log_in(
+    _limit: PerIp<Login>,
     State(state): State<AppState>,
     Context(context): Context,
     Https(https): Https,

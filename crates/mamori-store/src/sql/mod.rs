@@ -7,6 +7,7 @@
 mod access_logs;
 mod audit;
 mod orgs;
+mod recovery;
 
 use crate::db::{DatabaseRole, Engine, connect, data_migrator};
 use crate::error::StoreError;

@@ -408,6 +408,8 @@ async fn abandoned_logins_never_run_more_hashes_than_max_concurrent(engine: Test
             ("MAMORI_PASSWORDS__MEMORY_KIB", "65536"),
             ("MAMORI_PASSWORDS__ITERATIONS", "8"),
             ("MAMORI_PASSWORDS__MAX_CONCURRENT", "1"),
+            // Every abandoned attempt counts for the lock-out; this test is about hashing.
+            ("MAMORI_LOCKOUT__AFTER_ATTEMPTS", "1000"),
         ],
     );
     let pid = server.child.id();

@@ -17,4 +17,5 @@ mod mail;
 mod operator;
 mod org_access;
 mod orgs;
+mod recovery;
 mod sessions;
