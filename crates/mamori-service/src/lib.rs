@@ -12,6 +12,7 @@ mod audit;
 mod audit_ingest;
 mod audit_trail;
 mod audit_verify;
+mod authz;
 mod error;
 pub mod jcs;
 pub mod jobs;
@@ -35,6 +36,10 @@ pub use audit_trail::{
     parse_public_key,
 };
 pub use audit_verify::{Break, ChainVerdict, ExportVerdict, verify_export};
+pub use authz::{
+    AuthzTypeView, CheckInput, CheckView, MAX_BULK_CHECKS, MAX_RELATIONSHIP_CHANGES, ReadAt,
+    RelationshipInput, consistency_token,
+};
 pub use error::{Refusal, ServiceError};
 pub use mail::{
     DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SendError, SmtpMailer,
@@ -64,6 +69,8 @@ pub struct Services {
     audit_signer: tokio::sync::OnceCell<AuditSigner>,
     ingest: audit_ingest::GroupCommit,
     retention: retention::RetentionSettings,
+    /// The access-control index, kept in step with the store (see `authz`).
+    authz: authz::LiveIndex,
 }
 
 impl Services {
@@ -83,6 +90,7 @@ impl Services {
             audit_signer: tokio::sync::OnceCell::new(),
             ingest: audit_ingest::GroupCommit::default(),
             retention: retention::RetentionSettings::default(),
+            authz: authz::LiveIndex::default(),
         }
     }
 
