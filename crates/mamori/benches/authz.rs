@@ -74,8 +74,18 @@ struct World {
     topics_per_folder: usize,
 }
 
+/// A valid ID body (26 characters of the ID alphabet) made from a number.
+fn id_body(mut i: usize) -> String {
+    let mut body = vec![b'a'; 26];
+    for at in (0..26).rev() {
+        body[at] = b'a' + (i % 26) as u8;
+        i /= 26;
+    }
+    String::from_utf8(body).unwrap()
+}
+
 fn account_id(i: usize) -> String {
-    format!("acc_{i:0>26}")
+    format!("acc_{}", id_body(i))
 }
 
 fn world(org: &str, app: &str, topics_per_folder: usize) -> World {
@@ -84,7 +94,7 @@ fn world(org: &str, app: &str, topics_per_folder: usize) -> World {
     let teams: Vec<(String, Vec<usize>)> = (0..N_TEAMS)
         .map(|t| {
             let members = (0..TEAM_SIZE).map(|_| rng.below(N_ACCOUNTS)).collect();
-            (format!("team_{t:0>26}"), members)
+            (format!("team_{}", id_body(t)), members)
         })
         .collect();
     let mut tuples = Vec::new();
