@@ -3,8 +3,15 @@
 //! service layer's types, which are never serialized.
 
 mod access_logs;
+mod authz;
 
 pub use access_logs::{AccessLog, AccessLogPage};
+pub use authz::{
+    AuthzType, CheckBulkItem, CheckBulkItemResult, CheckBulkRequest, CheckBulkResult,
+    CheckExplanation, CheckRequest, CheckResult, ConsistencyToken, DeleteContainerRequest,
+    LookupPage, LookupResourcesRequest, LookupSubjectsRequest, PutAuthzTypeRequest, Relationship,
+    WriteRelationshipsRequest,
+};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

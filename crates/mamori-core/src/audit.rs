@@ -93,6 +93,9 @@ pub mod action {
     pub const ORG_AUDIT_EXPORTED: &str = "org.audit_log.exported";
     pub const ORG_AUDIT_VIEWER_GRANTED: &str = "org.audit_log.viewer_granted";
     pub const ORG_AUDIT_VIEWER_REVOKED: &str = "org.audit_log.viewer_revoked";
+    pub const AUTHZ_RELATIONSHIPS_CHANGED: &str = "authz.relationships.changed";
+    pub const AUTHZ_CONTAINER_DELETED: &str = "authz.container.deleted";
+    pub const AUTHZ_TYPE_PUT: &str = "authz.type.put";
     pub const MAIL_SENT: &str = "mail.sent";
     pub const MAIL_FAILED: &str = "mail.failed";
 }

@@ -174,6 +174,13 @@ impl Application {
     /// Opens the stores (running migrations), builds the router and binds the listener.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let backend = Backend::open(&settings).await?;
+        // Checks are answered from memory: the access-control index is loaded before listening.
+        let revision = backend
+            .services
+            .load_authz()
+            .await
+            .context("cannot load the access-control index")?;
+        tracing::debug!(revision, "access-control index loaded");
         let tls = match &settings.tls {
             Some((cert, key)) => {
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -273,6 +280,10 @@ impl Application {
             self.audit,
             jobs_stopped.clone(),
         ));
+        let authz = tokio::spawn(refresh_authz(
+            self.backend.services.clone(),
+            jobs_stopped.clone(),
+        ));
         let retention = tokio::spawn(run_retention(
             self.backend.services.clone(),
             self.clock.clone(),
@@ -309,12 +320,30 @@ impl Application {
         let _ = mail.await;
         let _ = checkpoints.await;
         let _ = retention.await;
+        let _ = authz.await;
         // After the server: the requests that finished during shutdown are written too.
         if let Some(access_log) = access_log {
             let _ = access_log.await;
         }
         self.backend.close().await;
         result
+    }
+}
+
+/// Applies other nodes' access-control changes every second until told to stop; a check
+/// that carries a newer consistency token catches up at once instead.
+async fn refresh_authz(services: Arc<Services>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Err(error) = services.refresh_authz().await {
+                    tracing::error!(error = %error, "access-control index refresh failed");
+                }
+            }
+            _ = stop.changed() => break,
+        }
     }
 }
 
@@ -429,6 +458,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::org_apps::router())
         .merge(routes::app_api::router())
         .merge(routes::audit::router())
+        .merge(routes::authz::router())
         .split_for_parts();
     openapi.info.title = String::from("Mamori");
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

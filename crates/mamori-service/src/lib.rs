@@ -12,6 +12,7 @@ mod audit;
 mod audit_ingest;
 mod audit_trail;
 mod audit_verify;
+mod authz;
 mod error;
 pub mod jcs;
 pub mod jobs;
@@ -37,6 +38,10 @@ pub use audit_trail::{
     parse_public_key,
 };
 pub use audit_verify::{Break, ChainVerdict, ExportVerdict, verify_export};
+pub use authz::{
+    AuthzTypeView, CheckInput, CheckView, MAX_BULK_CHECKS, MAX_RELATIONSHIP_CHANGES, ReadAt,
+    RelationshipInput, consistency_token,
+};
 pub use error::{Refusal, ServiceError};
 pub use mail::{
     DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SendError, SmtpMailer,
@@ -69,6 +74,8 @@ pub struct Services {
     retention: retention::RetentionSettings,
     /// Brute-force protection of log-in (issue 4, item 3).
     lockout: LockoutPolicy,
+    /// The access-control index, kept in step with the store (see `authz`).
+    authz: authz::LiveIndex,
 }
 
 impl Services {
@@ -89,6 +96,7 @@ impl Services {
             ingest: audit_ingest::GroupCommit::default(),
             retention: retention::RetentionSettings::default(),
             lockout: LockoutPolicy::default(),
+            authz: authz::LiveIndex::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod access_logs;
 mod audit;
+mod authz;
 pub mod conformance;
 pub mod db;
 mod error;
@@ -18,6 +19,10 @@ mod sql;
 
 pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
 pub use audit::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange};
+pub use authz::{
+    AuthzChange, AuthzObjectRow, AuthzStore, AuthzStoreTx, AuthzTypeRow, ChangePage, DirectoryRows,
+    RelationshipRow,
+};
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use orgs::{OrgStore, OrgStoreTx};
@@ -30,7 +35,9 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
-pub trait Store: OrgStore + AuditStore + AccessLogStore + RecoveryStore + Send + Sync {
+pub trait Store:
+    OrgStore + AuditStore + AccessLogStore + RecoveryStore + AuthzStore + Send + Sync
+{
     fn engine(&self) -> Engine;
 
     /// Checks that the database answers.
@@ -111,8 +118,11 @@ pub trait Store: OrgStore + AuditStore + AccessLogStore + RecoveryStore + Send +
 /// Writes, inside one transaction. Every use case writes its audit event through the same
 /// transaction as its change.
 #[async_trait]
-pub trait StoreTx: OrgStoreTx + AuditStoreTx + RecoveryStoreTx + Send {
+pub trait StoreTx: OrgStoreTx + AuditStoreTx + RecoveryStoreTx + AuthzStoreTx + Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// Commits, returning the access-control revision this transaction wrote, if it changed
+    /// anything a check depends on (see [`AuthzStore`]).
+    async fn commit_with_revision(self: Box<Self>) -> Result<Option<i64>, StoreError>;
 
     async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError>;
     async fn update_display_name(

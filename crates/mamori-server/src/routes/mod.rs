@@ -4,6 +4,7 @@ pub mod access_logs;
 pub mod accounts;
 pub mod app_api;
 pub mod audit;
+pub mod authz;
 pub mod health;
 pub mod me;
 pub mod operator;

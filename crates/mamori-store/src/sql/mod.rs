@@ -6,6 +6,7 @@
 
 mod access_logs;
 mod audit;
+mod authz;
 mod orgs;
 mod recovery;
 
@@ -18,6 +19,7 @@ use mamori_core::{AccountId, AppId, MailId, OperatorTokenId, SessionId, Timestam
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct SqlStore {
@@ -25,6 +27,8 @@ pub struct SqlStore {
     engine: Engine,
     /// One writer at a time on SQLite; unlimited on PostgreSQL.
     write_gate: Option<Arc<Semaphore>>,
+    /// The highest access-control revision this process committed.
+    local_revision: Arc<AtomicI64>,
 }
 
 impl SqlStore {
@@ -45,6 +49,7 @@ impl SqlStore {
             pool,
             engine,
             write_gate,
+            local_revision: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -169,6 +174,8 @@ impl Store for SqlStore {
         Ok(Box::new(SqlTx {
             tx,
             _permit: permit,
+            authz: Vec::new(),
+            local_revision: self.local_revision.clone(),
         }))
     }
 
@@ -415,13 +422,20 @@ impl Store for SqlStore {
 pub(crate) struct SqlTx {
     pub(crate) tx: Transaction<'static, Any>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// Changes for the access-control change log, written at commit (see `crate::authz`).
+    authz: Vec<crate::authz::AuthzChange>,
+    local_revision: Arc<AtomicI64>,
 }
 
 #[async_trait]
 impl StoreTx for SqlTx {
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+        self.commit_changes().await?;
         Ok(())
+    }
+
+    async fn commit_with_revision(self: Box<Self>) -> Result<Option<i64>, StoreError> {
+        self.commit_changes().await
     }
 
     async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError> {

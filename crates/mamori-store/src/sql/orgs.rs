@@ -2,7 +2,7 @@
 
 use super::{SqlStore, SqlTx, expect_one, optional_time_at, sql, time_at};
 use crate::records::*;
-use crate::{OrgStore, OrgStoreTx, StoreError};
+use crate::{AuthzStoreTx, OrgStore, OrgStoreTx, StoreError};
 use async_trait::async_trait;
 use mamori_core::org::{AppMode, OrgRole};
 use mamori_core::{AccountId, AppId, InvitationId, OrgId, TeamId, Timestamp};
@@ -425,6 +425,7 @@ impl OrgStoreTx for SqlTx {
         .bind(i64::from(org.require_verified_email))
         .execute(&mut *self.tx)
         .await?;
+        self.note_directory(&org.id);
         Ok(())
     }
 
@@ -481,6 +482,7 @@ impl OrgStoreTx for SqlTx {
         .bind(membership.updated_at.as_millis())
         .execute(&mut *self.tx)
         .await?;
+        self.note_directory(&membership.org_id);
         Ok(())
     }
 
@@ -503,6 +505,7 @@ impl OrgStoreTx for SqlTx {
         .bind(account.as_str())
         .execute(&mut *self.tx)
         .await?;
+        self.note_directory(org);
         expect_one(result.rows_affected())
     }
 
@@ -523,11 +526,19 @@ impl OrgStoreTx for SqlTx {
                 .execute(&mut *self.tx)
                 .await?;
         }
+        // The relationships that name the account in this organization go with it (no orphan).
+        self.delete_relationships_where(
+            "org_id = $1 AND subject_type = 'account' AND subject_id = $2",
+            org.as_str(),
+            account.as_str(),
+        )
+        .await?;
         let result = sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND account_id = $2")
             .bind(org.as_str())
             .bind(account.as_str())
             .execute(&mut *self.tx)
             .await?;
+        self.note_directory(org);
         expect_one(result.rows_affected())
     }
 
@@ -669,6 +680,16 @@ impl OrgStoreTx for SqlTx {
     }
 
     async fn delete_team(&mut self, team: &TeamId) -> Result<(), StoreError> {
+        if let Some(org) = self.team_org_in_tx(team).await? {
+            // Relationships granted to the team go with it (no orphan).
+            self.delete_relationships_where(
+                "org_id = $1 AND subject_type = 'team' AND subject_id = $2",
+                org.as_str(),
+                team.as_str(),
+            )
+            .await?;
+            self.note_directory(&org);
+        }
         for statement in [
             "DELETE FROM team_members WHERE team_id = $1",
             "DELETE FROM audit_viewers WHERE subject_type = 'team' AND subject_id = $1",
@@ -696,6 +717,7 @@ impl OrgStoreTx for SqlTx {
         .bind(member.created_at.as_millis())
         .execute(&mut *self.tx)
         .await?;
+        self.note_directory(&member.org_id);
         Ok(result.rows_affected() == 1)
     }
 
@@ -709,6 +731,9 @@ impl OrgStoreTx for SqlTx {
             .bind(account.as_str())
             .execute(&mut *self.tx)
             .await?;
+        if let Some(org) = self.team_org_in_tx(team).await? {
+            self.note_directory(&org);
+        }
         Ok(result.rows_affected() == 1)
     }
 
@@ -728,6 +753,7 @@ impl OrgStoreTx for SqlTx {
         .bind(app.as_str())
         .execute(&mut *self.tx)
         .await?;
+        self.note_directory(org);
         if updated.rows_affected() == 1 {
             return Ok(true);
         }
@@ -754,6 +780,9 @@ impl OrgStoreTx for SqlTx {
             .bind(app.as_str())
             .execute(&mut *self.tx)
             .await?;
+        // The app's relationships stay but are neutralised: the rule above all tuples denies
+        // every check in an organization that has not enabled the app.
+        self.note_directory(org);
         Ok(result.rows_affected() == 1)
     }
 
@@ -774,6 +803,7 @@ impl OrgStoreTx for SqlTx {
         .bind(now.as_millis())
         .execute(&mut *self.tx)
         .await?;
+        self.note_directory(org);
         Ok(result.rows_affected() == 1)
     }
 
@@ -791,6 +821,7 @@ impl OrgStoreTx for SqlTx {
         .bind(account.as_str())
         .execute(&mut *self.tx)
         .await?;
+        self.note_directory(org);
         Ok(result.rows_affected() == 1)
     }
 }

@@ -8,6 +8,7 @@ mod access_logs;
 mod accounts;
 mod audit;
 mod audit_verifier;
+mod authz;
 mod bad_input;
 mod cli;
 mod conformance;
