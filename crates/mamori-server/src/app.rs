@@ -406,6 +406,8 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::accounts::router())
         .merge(routes::sessions::router())
         .merge(routes::me::router())
+        .merge(routes::two_step::router())
+        .merge(routes::personal_tokens::router())
         .merge(routes::operator::router())
         .merge(routes::access_logs::router())
         .merge(routes::orgs::router())

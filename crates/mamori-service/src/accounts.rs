@@ -253,6 +253,7 @@ impl Services {
         new_password: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        let current = session.require_session()?;
         let row = self
             .verified_account(session, context, current_password, "current_password", now)
             .await?;
@@ -268,9 +269,7 @@ impl Services {
         tx.update_password_hash(&row.id, &hash, now)
             .await
             .map_err(not_found_is_unauthenticated)?;
-        let ended = tx
-            .delete_sessions_of(&row.id, Some(&session.session_id))
-            .await?;
+        let ended = tx.delete_sessions_of(&row.id, Some(current)).await?;
         self.record_and_commit(
             tx,
             context,
@@ -297,6 +296,7 @@ impl Services {
         password: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        session.require_session()?;
         let row = self
             .verified_account(session, context, password, "password", now)
             .await?;
@@ -309,6 +309,7 @@ impl Services {
             .await
             .map_err(not_found_is_unauthenticated)?;
         let ended = tx.delete_sessions_of(&row.id, None).await?;
+        tx.delete_credentials_of(&row.id).await?;
         // Leaving every organization, each recorded in that organization's own trail. The
         // last-administrator rule is checked again under each organization's lock.
         for org_id in tx.orgs_of_account_in_tx(&row.id).await? {
@@ -353,7 +354,7 @@ impl Services {
     }
 
     /// Checks the holder's password for a sensitive change; a wrong one is audited.
-    async fn verified_account(
+    pub(crate) async fn verified_account(
         &self,
         session: &AccountSession,
         context: &RequestContext,

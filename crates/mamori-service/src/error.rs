@@ -29,6 +29,10 @@ pub enum ServiceError {
         code: &'static str,
         message: String,
     },
+    /// The password was right and two-step verification is on: finish with the second factor
+    /// and this challenge.
+    #[error("second factor required")]
+    SecondFactorRequired { challenge: String },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -42,6 +46,8 @@ pub enum Refusal {
     Conflict,
     /// It existed but is no longer usable (410).
     Gone,
+    /// The caller did not prove who it is (401), e.g. a wrong second factor.
+    Unauthenticated,
 }
 
 impl ServiceError {

@@ -16,13 +16,17 @@ mod error;
 pub mod jcs;
 pub mod jobs;
 pub mod mail;
+mod notices;
 mod operator;
 mod orgs;
 pub mod passwords;
+mod personal_tokens;
 pub mod retention;
 mod sessions;
 mod teams;
 pub mod tokens;
+pub mod totp;
+mod two_step;
 
 pub use access_logs::{AccessLogEntry, AccessLogQuery, AccessLogView, LoggedPrincipal};
 pub use accounts::{AccountView, SignUp};
@@ -39,14 +43,17 @@ pub use error::{Refusal, ServiceError};
 pub use mail::{
     DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SendError, SmtpMailer,
 };
+pub use notices::{SECURITY_NOTICE_KIND, SecurityNotice};
 pub use operator::{NewApp, NewOperatorToken};
 pub use orgs::{InvitationView, MemberView, NewInvitation, OrgAccess, OrgView, Page, RoleChange};
 pub use passwords::{PasswordHashing, PasswordParams};
+pub use personal_tokens::{NewPersonalToken, PersonalTokenView, TokenScope};
 pub use sessions::{
-    AccountSession, AppPrincipal, Authenticated, NewSession, OperatorPrincipal, SessionView,
-    SessionsPage,
+    AccountSession, AppPrincipal, Authenticated, Credential, NewSession, OperatorPrincipal,
+    SessionView, SessionsPage,
 };
 pub use teams::{TeamMemberView, TeamView};
+pub use two_step::{TotpEnrolment, TwoStepStatus};
 
 use mamori_core::session::SessionPolicy;
 use mamori_keyring::Keyring;

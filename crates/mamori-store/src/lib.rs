@@ -9,6 +9,7 @@
 mod access_logs;
 mod audit;
 pub mod conformance;
+mod credentials;
 pub mod db;
 mod error;
 mod orgs;
@@ -17,6 +18,9 @@ mod sql;
 
 pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
 pub use audit::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange};
+pub use credentials::{
+    CredentialStore, CredentialStoreTx, LoginChallengeRow, PersonalTokenRow, TwoStepRow,
+};
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use orgs::{OrgStore, OrgStoreTx};
@@ -28,7 +32,7 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
-pub trait Store: OrgStore + AuditStore + AccessLogStore + Send + Sync {
+pub trait Store: OrgStore + AuditStore + AccessLogStore + CredentialStore + Send + Sync {
     fn engine(&self) -> Engine;
 
     /// Checks that the database answers.
@@ -109,7 +113,7 @@ pub trait Store: OrgStore + AuditStore + AccessLogStore + Send + Sync {
 /// Writes, inside one transaction. Every use case writes its audit event through the same
 /// transaction as its change.
 #[async_trait]
-pub trait StoreTx: OrgStoreTx + AuditStoreTx + Send {
+pub trait StoreTx: OrgStoreTx + AuditStoreTx + CredentialStoreTx + Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     async fn insert_account(&mut self, account: &AccountRow) -> Result<(), StoreError>;

@@ -33,6 +33,7 @@ pub fn org_body(view: OrgView) -> Organization {
         name: view.name,
         role: view.role.as_str().to_owned(),
         can_invite: view.can_invite,
+        require_two_step: view.require_two_step,
         created_at: view.created_at.to_rfc3339(),
         updated_at: view.updated_at.to_rfc3339(),
     }
@@ -125,7 +126,13 @@ async fn update_org(
     let access = state.services.org_access(&session, &org).await?;
     let view = state
         .services
-        .update_org(&access, &context, body.name, state.clock.now())
+        .update_org(
+            &access,
+            &context,
+            body.name,
+            body.require_two_step,
+            state.clock.now(),
+        )
         .await?;
     Ok(Json(org_body(view)))
 }

@@ -6,6 +6,7 @@
 
 mod access_logs;
 mod audit;
+mod credentials;
 mod orgs;
 
 use crate::db::{DatabaseRole, Engine, connect, data_migrator};

@@ -98,7 +98,7 @@ async fn outbox_drained(app: &TestApp) {
 
 /// The message's text as the reader sees it: the body decoded as its
 /// `Content-Transfer-Encoding` says (7bit, 8bit, quoted-printable or base64).
-fn text_of(mail: &ReceivedMail) -> String {
+pub(crate) fn text_of(mail: &ReceivedMail) -> String {
     let encoding = mail
         .header("Content-Transfer-Encoding")
         .unwrap_or_else(|| String::from("7bit"))

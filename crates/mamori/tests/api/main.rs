@@ -18,3 +18,5 @@ mod operator;
 mod org_access;
 mod orgs;
 mod sessions;
+mod tokens;
+mod two_step;
