@@ -4,6 +4,7 @@
 
 mod access_logs;
 mod authz;
+mod credentials;
 
 pub use access_logs::{AccessLog, AccessLogPage};
 pub use authz::{
@@ -11,6 +12,11 @@ pub use authz::{
     CheckExplanation, CheckRequest, CheckResult, ConsistencyToken, DeleteContainerRequest,
     LookupPage, LookupResourcesRequest, LookupSubjectsRequest, PutAuthzTypeRequest, Relationship,
     WriteRelationshipsRequest,
+};
+pub use credentials::{
+    ConfirmTotpRequest, CreatePersonalTokenRequest, DisableTotpRequest, PersonalToken,
+    PersonalTokenCreated, PersonalTokenPage, RecoveryCodes, RegenerateRecoveryCodesRequest,
+    SecondFactorRequest, SessionsRevoked, TotpEnrolment, TwoStepStatus,
 };
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +34,10 @@ pub struct Problem {
     pub code: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
+    /// With `second_factor_required`: the challenge to send with the code to
+    /// `POST /api/v1/sessions/second-factor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -200,6 +210,10 @@ pub struct UpdateOrgRequest {
     /// ACC-8: admit only accounts whose email address is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_verified_email: Option<bool>,
+    /// Members must use two-step verification to reach the organization (ACC-6, ORG-6);
+    /// the administrator setting it must use it already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_two_step: Option<bool>,
 }
 
 /// An organization as one of its members sees it.
@@ -211,6 +225,9 @@ pub struct Organization {
     /// The caller's role: `admin`, `member` or `guest`.
     pub role: String,
     pub can_invite: bool,
+    /// Members without two-step verification get `403 two_step_required`.
+    #[serde(default)]
+    pub require_two_step: bool,
     pub created_at: String,
     pub updated_at: String,
     /// ACC-8: only accounts with a verified email address may join.

@@ -69,6 +69,17 @@ pub mod action {
     pub const SESSION_LOGIN_FAILED: &str = "session.login_failed";
     pub const SESSION_LOGOUT: &str = "session.logout";
     pub const SESSION_REVOKED: &str = "session.revoked";
+    pub const SESSION_REVOKED_OTHERS: &str = "session.revoked_others";
+    pub const SESSION_SECOND_FACTOR_REQUIRED: &str = "session.second_factor_required";
+    pub const SESSION_SECOND_FACTOR_FAILED: &str = "session.second_factor_failed";
+    pub const TWO_STEP_ENROLMENT_STARTED: &str = "account.two_step.enrolment_started";
+    pub const TWO_STEP_ENABLED: &str = "account.two_step.enabled";
+    pub const TWO_STEP_DISABLED: &str = "account.two_step.disabled";
+    pub const TWO_STEP_CHECK_FAILED: &str = "account.two_step.check_failed";
+    pub const TWO_STEP_RECOVERY_CODES_REGENERATED: &str =
+        "account.two_step.recovery_codes_regenerated";
+    pub const PERSONAL_TOKEN_CREATED: &str = "account.token.created";
+    pub const PERSONAL_TOKEN_REVOKED: &str = "account.token.revoked";
     pub const OPERATOR_TOKEN_CREATED: &str = "operator.token.created";
     pub const APP_CREATED: &str = "app.created";
     pub const ORG_CREATED: &str = "org.created";

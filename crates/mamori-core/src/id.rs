@@ -116,6 +116,11 @@ define_id!(
     AuditEventId,
     "evt_"
 );
+define_id!(
+    /// A personal access token of an account.
+    PersonalTokenId,
+    "pat_"
+);
 
 #[cfg(test)]
 mod tests {

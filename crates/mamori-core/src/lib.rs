@@ -17,6 +17,7 @@ pub mod time;
 
 pub use error::{CoreError, FieldError};
 pub use id::{
-    AccountId, AppId, AuditEventId, InvitationId, MailId, OperatorTokenId, OrgId, SessionId, TeamId,
+    AccountId, AppId, AuditEventId, InvitationId, MailId, OperatorTokenId, OrgId, PersonalTokenId,
+    SessionId, TeamId,
 };
 pub use time::Timestamp;

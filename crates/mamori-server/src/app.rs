@@ -451,6 +451,8 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::sessions::router())
         .merge(routes::me::router())
         .merge(routes::recovery::router())
+        .merge(routes::two_step::router())
+        .merge(routes::personal_tokens::router())
         .merge(routes::operator::router())
         .merge(routes::access_logs::router())
         .merge(routes::orgs::router())

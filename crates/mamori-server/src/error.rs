@@ -15,6 +15,8 @@ pub enum ApiError {
     PayloadTooLarge,
     CsrfRejected,
     WrongPrincipal,
+    /// A `read` personal access token was used for a change.
+    InsufficientScope,
     RouteNotFound,
     MethodNotAllowed,
     Timeout,
@@ -82,6 +84,22 @@ impl ApiError {
                 String::from("this credential may not do that"),
                 Vec::new(),
             ),
+            ApiError::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "Insufficient scope",
+                String::from("this personal access token has the read scope: it may only read"),
+                Vec::new(),
+            ),
+            ApiError::Service(S::SecondFactorRequired { .. }) => (
+                StatusCode::UNAUTHORIZED,
+                "second_factor_required",
+                "Second factor required",
+                String::from(
+                    "two-step verification is on: send the challenge with a code to /api/v1/sessions/second-factor",
+                ),
+                Vec::new(),
+            ),
             ApiError::Service(S::Refused {
                 kind,
                 code,
@@ -91,12 +109,14 @@ impl ApiError {
                     Refusal::Forbidden => StatusCode::FORBIDDEN,
                     Refusal::Conflict => StatusCode::CONFLICT,
                     Refusal::Gone => StatusCode::GONE,
+                    Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
                 },
                 code,
                 match kind {
                     Refusal::Forbidden => "Forbidden",
                     Refusal::Conflict => "Conflict",
                     Refusal::Gone => "No longer valid",
+                    Refusal::Unauthenticated => "Not authenticated",
                 },
                 message.clone(),
                 Vec::new(),
@@ -210,7 +230,12 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let (status, code, title, detail, errors) = self.parts();
-        let mut response = problem_response(status, code, title, detail, errors);
+        let mut response = match &self {
+            ApiError::Service(ServiceError::SecondFactorRequired { challenge }) => {
+                problem_response_with(status, code, title, detail, errors, Some(challenge.clone()))
+            }
+            _ => problem_response(status, code, title, detail, errors),
+        };
         let retry_after = match &self {
             ApiError::RateLimited {
                 retry_after_seconds,
@@ -242,7 +267,19 @@ pub fn problem_response(
     detail: String,
     errors: Vec<FieldError>,
 ) -> Response {
+    problem_response_with(status, code, title, detail, errors, None)
+}
+
+fn problem_response_with(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: String,
+    errors: Vec<FieldError>,
+    challenge: Option<String>,
+) -> Response {
     let problem = Problem {
+        challenge,
         type_uri: format!("https://mamori.dev/problems/{code}"),
         title: title.to_owned(),
         status: status.as_u16(),

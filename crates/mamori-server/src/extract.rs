@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use mamori_core::FieldError;
 use mamori_service::{
     AccountSession, AppPrincipal, Authenticated, OperatorPrincipal, RequestContext, ServiceError,
+    TokenScope,
 };
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
@@ -223,6 +224,13 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Authenticated, 
     let authenticated = authenticate_credential(parts, state).await?;
     if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
         slot.note(&authenticated);
+    }
+    // A `read` personal access token reads: every route, one check, on the method.
+    if let Authenticated::Account(session) = &authenticated
+        && session.scope() == TokenScope::Read
+        && !is_safe(&parts.method)
+    {
+        return Err(ApiError::InsufficientScope);
     }
     Ok(authenticated)
 }

@@ -264,6 +264,7 @@ impl Services {
         new_password: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        let current = session.require_session()?;
         let row = self
             .verified_account(session, context, current_password, "current_password", now)
             .await?;
@@ -279,9 +280,7 @@ impl Services {
         tx.update_password_hash(&row.id, &hash, now)
             .await
             .map_err(not_found_is_unauthenticated)?;
-        let ended = tx
-            .delete_sessions_of(&row.id, Some(&session.session_id))
-            .await?;
+        let ended = tx.delete_sessions_of(&row.id, Some(current)).await?;
         self.send_notice(
             tx.as_mut(),
             context,
@@ -316,6 +315,7 @@ impl Services {
         password: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        session.require_session()?;
         let row = self
             .verified_account(session, context, password, "password", now)
             .await?;
@@ -328,6 +328,7 @@ impl Services {
             .await
             .map_err(not_found_is_unauthenticated)?;
         let ended = tx.delete_sessions_of(&row.id, None).await?;
+        tx.delete_credentials_of(&row.id).await?;
         // Leaving every organization, each recorded in that organization's own trail. The
         // last-administrator rule is checked again under each organization's lock.
         for org_id in tx.orgs_of_account_in_tx(&row.id).await? {

@@ -33,6 +33,10 @@ pub enum ServiceError {
     /// many seconds, or reset the password.
     #[error("locked for {retry_after_seconds} s")]
     Locked { retry_after_seconds: u64 },
+    /// The password was right and two-step verification is on: finish with the second factor
+    /// and this challenge.
+    #[error("second factor required")]
+    SecondFactorRequired { challenge: String },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -46,6 +50,8 @@ pub enum Refusal {
     Conflict,
     /// It existed but is no longer usable (410).
     Gone,
+    /// The caller did not prove who it is (401), e.g. a wrong second factor.
+    Unauthenticated,
 }
 
 impl ServiceError {

@@ -21,11 +21,14 @@ pub mod notices;
 mod operator;
 mod orgs;
 pub mod passwords;
+mod personal_tokens;
 pub mod recovery;
 pub mod retention;
 mod sessions;
 mod teams;
 pub mod tokens;
+pub mod totp;
+mod two_step;
 
 pub use access_logs::{AccessLogEntry, AccessLogQuery, AccessLogView, LoggedPrincipal};
 pub use accounts::{AccountView, SignUp};
@@ -49,11 +52,13 @@ pub use mail::{
 pub use operator::{NewApp, NewOperatorToken};
 pub use orgs::{InvitationView, MemberView, NewInvitation, OrgAccess, OrgView, Page, RoleChange};
 pub use passwords::{PasswordHashing, PasswordParams};
+pub use personal_tokens::{NewPersonalToken, PersonalTokenView, TokenScope};
 pub use sessions::{
-    AccountSession, AppPrincipal, Authenticated, NewSession, OperatorPrincipal, SessionView,
-    SessionsPage,
+    AccountSession, AppPrincipal, Authenticated, Credential, NewSession, OperatorPrincipal,
+    SessionView, SessionsPage,
 };
 pub use teams::{TeamMemberView, TeamView};
+pub use two_step::{TotpEnrolment, TwoStepStatus};
 
 use mamori_core::lockout::LockoutPolicy;
 use mamori_core::session::SessionPolicy;

@@ -9,7 +9,7 @@
 use crate::audit::RequestContext;
 use crate::mail::{Mail, enqueue};
 use crate::{ServiceError, Services};
-use mamori_core::Timestamp;
+use mamori_core::{AccountId, Timestamp};
 use mamori_keyring::DataKey;
 use mamori_store::{AccountRow, StoreTx};
 
@@ -141,8 +141,23 @@ impl Services {
         notice: Notice,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        self.send_notice_keyed(tx, context, (&account.id, key), to, notice, now)
+            .await
+    }
+
+    /// Puts `notice` for the account `id`, whose data key is `key`, addressed to `to`, in the
+    /// outbox inside `tx`.
+    pub(crate) async fn send_notice_keyed(
+        &self,
+        tx: &mut dyn StoreTx,
+        context: &RequestContext,
+        (id, key): (&AccountId, &DataKey),
+        to: &str,
+        notice: Notice,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
         let mail = compose(&notice, to, &self.mail_settings.public_url, context, now);
-        enqueue(tx, key, account.id.as_str(), notice.kind, &mail, now).await
+        enqueue(tx, key, id.as_str(), notice.kind, &mail, now).await
     }
 
     /// Puts `notice` for the account's current address in the outbox inside `tx`.

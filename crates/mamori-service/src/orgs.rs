@@ -69,6 +69,7 @@ pub struct OrgView {
     pub name: String,
     pub role: OrgRole,
     pub can_invite: bool,
+    pub require_two_step: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// ACC-8: only accounts with a verified email address may join.
@@ -139,6 +140,14 @@ pub(crate) fn parse_org_name(field: &str, name: &str) -> Result<String, FieldErr
     Ok(name.to_owned())
 }
 
+fn two_step_required() -> ServiceError {
+    ServiceError::refused(
+        Refusal::Forbidden,
+        "two_step_required",
+        "this organization requires two-step verification; switch it on under /api/v1/me/two-step",
+    )
+}
+
 fn parse_account_id(text: &str) -> Result<AccountId, ServiceError> {
     AccountId::parse(text).ok_or(ServiceError::NotFound)
 }
@@ -157,6 +166,7 @@ impl Services {
             id: org_id.clone(),
             name_sealed: org_key.seal("name", name.as_bytes())?,
             status: String::from(ORG_ACTIVE),
+            require_two_step: false,
             created_at: now,
             updated_at: now,
             require_verified_email: false,
@@ -210,6 +220,11 @@ impl Services {
             .ok_or(ServiceError::NotFound)?;
         if org.status != ORG_ACTIVE {
             return Err(ServiceError::NotFound);
+        }
+        // ORG-6: an organization that requires two-step verification is closed to members
+        // without it, whatever they hold (enrolling is under /me, outside the organization).
+        if org.require_two_step && !self.store.two_step_enabled(&session.account_id).await? {
+            return Err(two_step_required());
         }
         Ok(OrgAccess {
             org_id,
@@ -296,6 +311,7 @@ impl Services {
             name,
             role: OrgRole::Admin,
             can_invite: true,
+            require_two_step: false,
             created_at: now,
             updated_at: now,
             require_verified_email: false,
@@ -313,6 +329,7 @@ impl Services {
             name: key.open_string("name", &row.name_sealed)?,
             role: membership.role,
             can_invite: membership.can_invite,
+            require_two_step: row.require_two_step,
             created_at: row.created_at,
             updated_at: row.updated_at,
             require_verified_email: row.require_verified_email,
@@ -375,9 +392,21 @@ impl Services {
         access: &OrgAccess,
         context: &RequestContext,
         name: Option<String>,
+        require_two_step: Option<bool>,
         now: Timestamp,
     ) -> Result<OrgView, ServiceError> {
         let name = name.map(|name| parse_org_name("name", &name)).transpose()?;
+        // An administrator who requires two-step verification must have it, or would be shut
+        // out by their own change.
+        if require_two_step == Some(true)
+            && !self.store.two_step_enabled(&access.account_id).await?
+        {
+            return Err(ServiceError::refused(
+                Refusal::Conflict,
+                "two_step_required",
+                "switch two-step verification on for yourself before requiring it",
+            ));
+        }
         let key = self.org_key(&access.org_id).await?;
         let mut tx = self.store.begin().await?;
         if !self.actor_in_tx(tx.as_mut(), access).await?.is_admin() {
@@ -394,6 +423,22 @@ impl Services {
                 org_event(access, action::ORG_UPDATED)
                     .target("org", access.org_id.as_str())
                     .details(json!({ "fields": ["name"] })),
+                now,
+            )
+            .await?;
+        }
+        if let Some(require_two_step) = require_two_step {
+            tx.update_org_require_two_step(&access.org_id, require_two_step, now)
+                .await?;
+            self.record(
+                tx.as_mut(),
+                context,
+                org_event(access, action::ORG_UPDATED)
+                    .target("org", access.org_id.as_str())
+                    .details(json!({
+                        "fields": ["require_two_step"],
+                        "require_two_step": require_two_step,
+                    })),
                 now,
             )
             .await?;

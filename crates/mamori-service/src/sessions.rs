@@ -1,24 +1,72 @@
 //! Logging in and out, and turning a bearer secret into a capability.
 
 use crate::audit::{AuditDraft, RequestContext};
+use crate::error::Refusal;
 use crate::orgs::parse_cursor;
 use crate::passwords::Verification;
-use crate::tokens::{self, APP_PREFIX, OPERATOR_PREFIX, SESSION_PREFIX, id_random, secret_hash};
+use crate::personal_tokens::TokenScope;
+use crate::tokens::{
+    self, APP_PREFIX, OPERATOR_PREFIX, PERSONAL_TOKEN_PREFIX, SESSION_PREFIX, id_random,
+    secret_hash,
+};
 use crate::{ServiceError, Services};
 use mamori_core::account::{Email, PASSWORD_MAX_CHARS, normalize_password};
 use mamori_core::audit::{ActorKind, Outcome, action};
 use mamori_core::session::SessionState;
-use mamori_core::{AccountId, AppId, OperatorTokenId, SessionId, Timestamp};
+use mamori_core::{AccountId, AppId, OperatorTokenId, PersonalTokenId, SessionId, Timestamp};
 use mamori_store::SessionRow;
 use serde_json::json;
 
-/// Proof that the caller holds a valid session of this account. Only
-/// [`Services::authenticate`] makes one.
+/// Proof that the caller holds a valid session, or a personal access token, of this account.
+/// Only [`Services::authenticate`] makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSession {
     pub account_id: AccountId,
-    pub session_id: SessionId,
+    pub credential: Credential,
     pub expires_at: Timestamp,
+}
+
+/// What the caller authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session(SessionId),
+    /// A personal access token: it acts for the account within its scope, and never manages
+    /// credentials or the account itself (see [`AccountSession::require_session`]).
+    PersonalToken {
+        id: PersonalTokenId,
+        scope: TokenScope,
+    },
+}
+
+impl AccountSession {
+    /// The session making the request; `None` for a personal access token.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        match &self.credential {
+            Credential::Session(id) => Some(id),
+            Credential::PersonalToken { .. } => None,
+        }
+    }
+
+    /// The scope the credential is limited to (`Full` for a session).
+    pub fn scope(&self) -> TokenScope {
+        match &self.credential {
+            Credential::Session(_) => TokenScope::Full,
+            Credential::PersonalToken { scope, .. } => *scope,
+        }
+    }
+
+    /// Refuses personal access tokens: the password, two-step verification, sessions,
+    /// personal access tokens and deleting the account are managed only from a session, so a
+    /// leaked token cannot take the account over or hide itself.
+    pub fn require_session(&self) -> Result<&SessionId, ServiceError> {
+        self.session_id().ok_or_else(|| {
+            ServiceError::refused(
+                Refusal::Forbidden,
+                "session_required",
+                "a personal access token cannot do this; log in and use a session",
+            )
+        })
+    }
 }
 
 /// Proof that the caller holds a live operator token.
@@ -74,7 +122,7 @@ fn parse_session_cursor(cursor: &str) -> Option<(Timestamp, SessionId)> {
 }
 
 /// User agents are kept for the holder's session list; a longer one is cut.
-const USER_AGENT_MAX_CHARS: usize = 512;
+pub(crate) const USER_AGENT_MAX_CHARS: usize = 512;
 
 impl Services {
     /// Logs in with email and password. Wrong email and wrong password are one error, and an
@@ -137,6 +185,14 @@ impl Services {
         } else {
             None
         };
+        // Two-step verification (ACC-6): with it on, the password earns a challenge, not a
+        // session; `complete_second_factor` finishes the log-in (see `two_step`).
+        if self.store.two_step_enabled(&account.id).await? {
+            let challenge = self
+                .start_second_factor(context, &account.id, rehash.as_deref(), now)
+                .await?;
+            return Err(ServiceError::SecondFactorRequired { challenge });
+        }
         let token = tokens::new_secret(SESSION_PREFIX)?;
         let session = SessionRow {
             id: SessionId::from_random(&id_random()?),
@@ -174,7 +230,7 @@ impl Services {
             token,
             session: AccountSession {
                 account_id: account.id,
-                session_id: session.id,
+                credential: Credential::Session(session.id),
                 expires_at: self.session_policy.expires_at(now, now),
             },
         })
@@ -189,6 +245,12 @@ impl Services {
         if tokens::looks_like(secret, SESSION_PREFIX) {
             return self
                 .authenticate_session(secret, now)
+                .await
+                .map(Authenticated::Account);
+        }
+        if tokens::looks_like(secret, PERSONAL_TOKEN_PREFIX) {
+            return self
+                .authenticate_personal_token(secret, now)
                 .await
                 .map(Authenticated::Account);
         }
@@ -250,7 +312,7 @@ impl Services {
                         .session_policy
                         .expires_at(session.created_at, last_seen_at),
                     account_id: session.account_id,
-                    session_id: session.id,
+                    credential: Credential::Session(session.id),
                 })
             }
             SessionState::IdleExpired | SessionState::LifetimeExpired => {
@@ -266,9 +328,9 @@ impl Services {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        let session_id = session.require_session()?;
         let mut tx = self.store.begin().await?;
-        tx.delete_session(&session.account_id, &session.session_id)
-            .await?;
+        tx.delete_session(&session.account_id, session_id).await?;
         self.record_and_commit(
             tx,
             context,
@@ -277,7 +339,7 @@ impl Services {
                 Some(session.account_id.as_str()),
                 action::SESSION_LOGOUT,
             )
-            .target("session", session.session_id.as_str()),
+            .target("session", session_id.as_str()),
             now,
         )
         .await?;
@@ -293,6 +355,7 @@ impl Services {
         limit: u32,
         now: Timestamp,
     ) -> Result<SessionsPage, ServiceError> {
+        let current = session.require_session()?;
         let after = parse_cursor(cursor, parse_session_cursor)?;
         let policy = self.session_policy;
         let mut rows = self
@@ -316,7 +379,7 @@ impl Services {
         let items = rows
             .into_iter()
             .map(|row| SessionView {
-                current: row.id == session.session_id,
+                current: row.id == *current,
                 expires_at: policy.expires_at(row.created_at, row.last_seen_at),
                 id: row.id,
                 created_at: row.created_at,
@@ -336,6 +399,7 @@ impl Services {
         target: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        session.require_session()?;
         let target = SessionId::parse(target).ok_or(ServiceError::NotFound)?;
         let mut tx = self.store.begin().await?;
         if !tx.delete_session(&session.account_id, &target).await? {
@@ -354,5 +418,33 @@ impl Services {
         )
         .await?;
         Ok(())
+    }
+
+    /// Revokes every session of the holder but the one making the request; returns how many.
+    pub async fn revoke_other_sessions(
+        &self,
+        session: &AccountSession,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<u64, ServiceError> {
+        let current = session.require_session()?;
+        let mut tx = self.store.begin().await?;
+        let ended = tx
+            .delete_sessions_of(&session.account_id, Some(current))
+            .await?;
+        self.record_and_commit(
+            tx,
+            context,
+            AuditDraft::new(
+                ActorKind::Account,
+                Some(session.account_id.as_str()),
+                action::SESSION_REVOKED_OTHERS,
+            )
+            .target("account", session.account_id.as_str())
+            .details(json!({ "sessions_ended": ended })),
+            now,
+        )
+        .await?;
+        Ok(ended)
     }
 }

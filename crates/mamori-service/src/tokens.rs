@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 pub const SESSION_PREFIX: &str = "mms_";
 pub const OPERATOR_PREFIX: &str = "mmo_";
 pub const APP_PREFIX: &str = "mma_";
+/// Personal access tokens: recognisable in logs and by secret scanners.
+pub const PERSONAL_TOKEN_PREFIX: &str = "mmp_";
+/// The challenge between the password and the second factor of a log-in.
+pub const CHALLENGE_PREFIX: &str = "mmc_";
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], ServiceError> {
     let mut bytes = [0u8; N];

@@ -10,6 +10,7 @@ mod access_logs;
 mod audit;
 mod authz;
 pub mod conformance;
+mod credentials;
 pub mod db;
 mod error;
 mod orgs;
@@ -22,6 +23,9 @@ pub use audit::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange};
 pub use authz::{
     AuthzChange, AuthzObjectRow, AuthzStore, AuthzStoreTx, AuthzTypeRow, ChangePage, DirectoryRows,
     RelationshipRow,
+};
+pub use credentials::{
+    CredentialStore, CredentialStoreTx, LoginChallengeRow, PersonalTokenRow, TwoStepRow,
 };
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
@@ -36,7 +40,7 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
 pub trait Store:
-    OrgStore + AuditStore + AccessLogStore + RecoveryStore + AuthzStore + Send + Sync
+    OrgStore + AuditStore + AccessLogStore + RecoveryStore + AuthzStore + CredentialStore + Send + Sync
 {
     fn engine(&self) -> Engine;
 
@@ -118,7 +122,9 @@ pub trait Store:
 /// Writes, inside one transaction. Every use case writes its audit event through the same
 /// transaction as its change.
 #[async_trait]
-pub trait StoreTx: OrgStoreTx + AuditStoreTx + RecoveryStoreTx + AuthzStoreTx + Send {
+pub trait StoreTx:
+    OrgStoreTx + AuditStoreTx + RecoveryStoreTx + AuthzStoreTx + CredentialStoreTx + Send
+{
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
     /// Commits, returning the access-control revision this transaction wrote, if it changed
     /// anything a check depends on (see [`AuthzStore`]).

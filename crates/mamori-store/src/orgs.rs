@@ -99,6 +99,13 @@ pub trait OrgStoreTx: Send {
         name_sealed: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Sets whether members must use two-step verification (ACC-6, ORG-6).
+    async fn update_org_require_two_step(
+        &mut self,
+        org: &OrgId,
+        require_two_step: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     async fn membership_in_tx(
         &mut self,

@@ -106,6 +106,8 @@ pub struct OrgRow {
     pub id: OrgId,
     pub name_sealed: String,
     pub status: String,
+    /// Members must use two-step verification to reach the organization's resources.
+    pub require_two_step: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Only accounts with a verified email address may join (ACC-8).

@@ -8,7 +8,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mamori_api_types::{
-    Account, ChangePasswordRequest, DeleteMeRequest, Problem, Session, SessionPage, UpdateMeRequest,
+    Account, ChangePasswordRequest, DeleteMeRequest, Problem, Session, SessionPage,
+    SessionsRevoked, UpdateMeRequest,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,7 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_me, update_me, delete_me))
         .routes(routes!(change_password))
-        .routes(routes!(list_sessions))
+        .routes(routes!(list_sessions, revoke_other_sessions))
         .routes(routes!(revoke_session))
 }
 
@@ -152,4 +153,37 @@ async fn revoke_session(
         .revoke_session(&session, &context, &id, state.clock.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?others=true`: the one form of bulk revocation, spelled out so it is never sent by mistake.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct RevokeOthersParams {
+    /// Must be `true`: revoke every session but the one making the request.
+    others: Option<bool>,
+}
+
+/// Revoke every session of the account but the one making the request
+/// (`DELETE /api/v1/me/sessions?others=true`).
+#[utoipa::path(delete, path = "/api/v1/me/sessions", tag = "me", security(("bearer" = [])),
+    params(RevokeOthersParams),
+    responses((status = 200, body = SessionsRevoked), (status = 422, description = "`others=true` missing", body = Problem)))]
+async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    AccountAuth(session): AccountAuth,
+    Context(context): Context,
+    ApiQuery(params): ApiQuery<RevokeOthersParams>,
+) -> Result<Json<SessionsRevoked>, ApiError> {
+    if params.others != Some(true) {
+        return Err(ApiError::validation(
+            "others",
+            "must be true: only the other sessions can be revoked at once",
+        ));
+    }
+    let revoked = state
+        .services
+        .revoke_other_sessions(&session, &context, state.clock.now())
+        .await?;
+    Ok(Json(SessionsRevoked { revoked }))
 }

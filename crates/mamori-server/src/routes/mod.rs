@@ -10,9 +10,11 @@ pub mod me;
 pub mod operator;
 pub mod org_apps;
 pub mod orgs;
+pub mod personal_tokens;
 pub mod recovery;
 pub mod sessions;
 pub mod teams;
+pub mod two_step;
 
 use mamori_api_types::Account;
 use mamori_service::AccountView;

@@ -33,6 +33,7 @@ pub fn org_body(view: OrgView) -> Organization {
         name: view.name,
         role: view.role.as_str().to_owned(),
         can_invite: view.can_invite,
+        require_two_step: view.require_two_step,
         created_at: view.created_at.to_rfc3339(),
         updated_at: view.updated_at.to_rfc3339(),
         require_verified_email: view.require_verified_email,
@@ -127,7 +128,13 @@ async fn update_org(
     // The name is checked (and the caller's role) before anything changes.
     let mut view = state
         .services
-        .update_org(&access, &context, body.name, state.clock.now())
+        .update_org(
+            &access,
+            &context,
+            body.name,
+            body.require_two_step,
+            state.clock.now(),
+        )
         .await?;
     if let Some(required) = body.require_verified_email
         && required != view.require_verified_email

@@ -9,13 +9,15 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mamori_api_types::{LogInRequest, Problem, SessionCreated};
+use mamori_api_types::{LogInRequest, Problem, SecondFactorRequest, SessionCreated};
+use mamori_service::NewSession;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(log_in))
+        .routes(routes!(second_factor))
         .routes(routes!(log_out))
 }
 
@@ -46,7 +48,7 @@ fn session_cookie(token: &str, max_age_seconds: i64, secure: bool) -> Option<Hea
     request_body = LogInRequest,
     responses(
         (status = 201, body = SessionCreated),
-        (status = 401, description = "wrong email or password", body = Problem),
+        (status = 401, description = "wrong email or password; or `second_factor_required` with a `challenge` when two-step verification is on", body = Problem),
         (status = 429, description = "too many attempts from this client (`rate_limited`) or for this email address (`account_locked`); see Retry-After", body = Problem),
     ))]
 async fn log_in(
@@ -61,19 +63,50 @@ async fn log_in(
         .services
         .log_in(&context, &body.email, &body.password, now)
         .await?;
+    Ok(session_response(&state, new_session, https))
+}
+
+/// Finish a two-step log-in: the challenge from `second_factor_required` and a TOTP code or a
+/// recovery code. Answers as a log-in does.
+#[utoipa::path(post, path = "/api/v1/sessions/second-factor", tag = "sessions",
+    request_body = SecondFactorRequest,
+    responses(
+        (status = 201, body = SessionCreated),
+        (status = 401, description = "`invalid_challenge` (unknown, used or expired: log in again) or `invalid_code`", body = Problem),
+        (status = 422, description = "the code has neither shape", body = Problem),
+    ))]
+async fn second_factor(
+    State(state): State<AppState>,
+    Context(context): Context,
+    Https(https): Https,
+    ApiJson(body): ApiJson<SecondFactorRequest>,
+) -> Result<Response, ApiError> {
+    let new_session = state
+        .services
+        .complete_second_factor(&context, &body.challenge, &body.code, state.clock.now())
+        .await?;
+    Ok(session_response(&state, new_session, https))
+}
+
+/// 201 with the token, and the session cookie.
+fn session_response(state: &AppState, new_session: NewSession, https: bool) -> Response {
     let max_age = state.services.session_policy().absolute_lifetime_ms / 1000;
     let cookie = session_cookie(&new_session.token, max_age, https);
     let body = SessionCreated {
         token: new_session.token,
         expires_at: new_session.session.expires_at.to_rfc3339(),
         account_id: new_session.session.account_id.to_string(),
-        session_id: new_session.session.session_id.to_string(),
+        session_id: new_session
+            .session
+            .session_id()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     };
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if let Some(cookie) = cookie {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
-    Ok(response)
+    response
 }
 
 /// Log out: ends the session making the request and clears the cookie.

@@ -7,6 +7,7 @@
 mod access_logs;
 mod audit;
 mod authz;
+mod credentials;
 mod orgs;
 mod recovery;
 

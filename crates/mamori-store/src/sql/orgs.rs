@@ -9,7 +9,8 @@ use mamori_core::{AccountId, AppId, InvitationId, OrgId, TeamId, Timestamp};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-const ORG_COLUMNS: &str = "id, name_sealed, status, created_at, updated_at, require_verified_email";
+const ORG_COLUMNS: &str =
+    "id, name_sealed, status, require_two_step, created_at, updated_at, require_verified_email";
 const MEMBERSHIP_COLUMNS: &str = "org_id, account_id, role, can_invite, created_at, updated_at";
 const INVITATION_COLUMNS: &str = "id, org_id, email_index, email_sealed, role, can_invite, \
     token_hash, invited_by, status, created_at, expires_at, decided_at, accepted_by";
@@ -26,6 +27,7 @@ fn org_from(row: &AnyRow) -> Result<OrgRow, StoreError> {
         id: OrgId::from_stored(row.try_get("id")?),
         name_sealed: row.try_get("name_sealed")?,
         status: row.try_get("status")?,
+        require_two_step: row.try_get::<i64, _>("require_two_step")? != 0,
         created_at: time_at(row, "created_at")?,
         updated_at: time_at(row, "updated_at")?,
         require_verified_email: row.try_get::<i64, _>("require_verified_email")? != 0,
@@ -127,7 +129,7 @@ impl OrgStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<(OrgRow, MembershipRow)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.id, o.name_sealed, o.status, o.created_at, o.updated_at, \
+            "SELECT o.id, o.name_sealed, o.status, o.require_two_step, o.created_at, o.updated_at, \
              o.require_verified_email, m.org_id, \
              m.account_id, m.role, m.can_invite, m.created_at AS m_created_at, \
              m.updated_at AS m_updated_at FROM memberships m JOIN organizations o ON o.id = m.org_id \
@@ -415,11 +417,12 @@ impl OrgStore for SqlStore {
 impl OrgStoreTx for SqlTx {
     async fn insert_org(&mut self, org: &OrgRow) -> Result<(), StoreError> {
         sqlx::query(sql(format!(
-            "INSERT INTO organizations ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO organizations ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )))
         .bind(org.id.as_str())
         .bind(org.name_sealed.as_str())
         .bind(org.status.as_str())
+        .bind(i64::from(org.require_two_step))
         .bind(org.created_at.as_millis())
         .bind(org.updated_at.as_millis())
         .bind(i64::from(org.require_verified_email))
@@ -427,6 +430,23 @@ impl OrgStoreTx for SqlTx {
         .await?;
         self.note_directory(&org.id);
         Ok(())
+    }
+
+    async fn update_org_require_two_step(
+        &mut self,
+        org: &OrgId,
+        require_two_step: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE organizations SET require_two_step = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(i64::from(require_two_step))
+        .bind(now.as_millis())
+        .bind(org.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        expect_one(result.rows_affected())
     }
 
     async fn lock_org(&mut self, org: &OrgId) -> Result<(), StoreError> {

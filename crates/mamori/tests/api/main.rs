@@ -20,3 +20,5 @@ mod org_access;
 mod orgs;
 mod recovery;
 mod sessions;
+mod tokens;
+mod two_step;
