@@ -16,7 +16,9 @@ mod records;
 mod sql;
 
 pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
-pub use audit::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange};
+pub use audit::{
+    AuditEventRef, AuditFilter, AuditScanPage, AuditStore, AuditStoreTx, SeqOrder, SeqRange,
+};
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use orgs::{OrgStore, OrgStoreTx};
