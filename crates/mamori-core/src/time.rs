@@ -36,9 +36,18 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with milliseconds, as `2026-11-22T03:04:05.123Z`.
     pub fn to_rfc3339(self) -> String {
+        let mut out = String::with_capacity(24);
+        self.write_rfc3339(&mut out);
+        out
+    }
+
+    /// Appends [`Timestamp::to_rfc3339`]'s text to `out`, without allocating.
+    pub fn write_rfc3339(self, out: &mut String) {
+        use fmt::Write as _;
         let nanos = i128::from(self.0) * 1_000_000;
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(at) => format!(
+        let _ = match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(at) => write!(
+                out,
                 "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
                 at.year(),
                 u8::from(at.month()),
@@ -48,8 +57,8 @@ impl Timestamp {
                 at.second(),
                 at.millisecond()
             ),
-            Err(_) => String::from("invalid-time"),
-        }
+            Err(_) => out.write_str("invalid-time"),
+        };
     }
 
     /// Parses RFC 3339 with any offset; the result is UTC.

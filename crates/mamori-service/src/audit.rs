@@ -15,6 +15,7 @@ use mamori_store::{AuditEventRow, ChainPosition, StoreError, StoreTx};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
+use std::ops::Range;
 
 /// The keyring owner whose key seals actor names in the platform chain.
 pub const PLATFORM_KEY_OWNER: &str = "audit:platform";
@@ -237,65 +238,150 @@ pub(crate) fn chained_row(
     Ok(row)
 }
 
+/// An event's hashed fields, borrowed: from a stored row (with its actor's name opened) or
+/// from a line of an export. Writing and hashing go through this one view, so the store, the
+/// export and both verifiers agree on the canonical form by construction.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFields<'a> {
+    pub action: &'a str,
+    pub actor_id: Option<&'a str>,
+    /// Present only when known.
+    pub actor_name: Option<&'a str>,
+    pub actor_type: &'a str,
+    pub chain: &'a str,
+    /// The canonical JSON text of the details object.
+    pub details: &'a str,
+    pub id: &'a str,
+    pub ip: Option<&'a str>,
+    pub org_id: Option<&'a str>,
+    pub outcome: &'a str,
+    pub prev_hash: &'a str,
+    pub request_id: Option<&'a str>,
+    pub seq: i64,
+    pub target_id: Option<&'a str>,
+    pub target_type: Option<&'a str>,
+    /// RFC 3339, as exported.
+    pub time: &'a str,
+    pub user_agent: Option<&'a str>,
+}
+
+impl<'a> EventFields<'a> {
+    /// The fields of a stored row; `time` is the row's time as RFC 3339.
+    pub fn of_row(row: &'a AuditEventRow, actor_name: Option<&'a str>, time: &'a str) -> Self {
+        EventFields {
+            action: &row.action,
+            actor_id: row.actor_id.as_deref(),
+            actor_name,
+            actor_type: &row.actor_type,
+            chain: &row.chain,
+            details: &row.details,
+            id: row.id.as_str(),
+            ip: row.ip.as_deref(),
+            org_id: row.org_id.as_deref(),
+            outcome: &row.outcome,
+            prev_hash: &row.prev_hash,
+            request_id: row.request_id.as_deref(),
+            seq: row.seq,
+            target_id: row.target_id.as_deref(),
+            target_type: row.target_type.as_deref(),
+            time,
+            user_agent: row.user_agent.as_deref(),
+        }
+    }
+
+    /// Appends the event in its canonical form: with `hash`, the exported object; without,
+    /// the text that is hashed. Returns where the `,"hash":...` member went in `out` (empty
+    /// without `hash`): cutting it out leaves exactly the hashed text, since `hash` is one
+    /// member in the middle of a canonical object.
+    pub fn write(&self, out: &mut String, hash: Option<&str>) -> Range<usize> {
+        out.push_str("{\"action\":");
+        jcs::write_string(out, self.action);
+        out.push_str(",\"actor\":{\"id\":");
+        jcs::write_optional(out, self.actor_id);
+        if let Some(name) = self.actor_name {
+            out.push_str(",\"name\":");
+            jcs::write_string(out, name);
+        }
+        out.push_str(",\"type\":");
+        jcs::write_string(out, self.actor_type);
+        out.push_str("},\"chain\":");
+        jcs::write_string(out, self.chain);
+        out.push_str(",\"details\":");
+        out.push_str(self.details);
+        let hash_from = out.len();
+        if let Some(hash) = hash {
+            out.push_str(",\"hash\":");
+            jcs::write_string(out, hash);
+        }
+        let hash_member = hash_from..out.len();
+        out.push_str(",\"id\":");
+        jcs::write_string(out, self.id);
+        out.push_str(",\"ip\":");
+        jcs::write_optional(out, self.ip);
+        out.push_str(",\"org_id\":");
+        jcs::write_optional(out, self.org_id);
+        out.push_str(",\"outcome\":");
+        jcs::write_string(out, self.outcome);
+        out.push_str(",\"prev_hash\":");
+        jcs::write_string(out, self.prev_hash);
+        out.push_str(",\"request_id\":");
+        jcs::write_optional(out, self.request_id);
+        let _ = write!(out, ",\"seq\":{}", self.seq);
+        out.push_str(",\"target\":{\"id\":");
+        jcs::write_optional(out, self.target_id);
+        out.push_str(",\"type\":");
+        jcs::write_optional(out, self.target_type);
+        out.push_str("},\"time\":");
+        jcs::write_string(out, self.time);
+        out.push_str(",\"user_agent\":");
+        jcs::write_optional(out, self.user_agent);
+        out.push('}');
+        hash_member
+    }
+
+    /// The event's hash as 64 lowercase hex digits, using `buffer` for the canonical text.
+    pub fn hash_hex(&self, buffer: &mut String) -> [u8; 64] {
+        buffer.clear();
+        self.write(buffer, None);
+        digest_hex(self.prev_hash, &[buffer.as_bytes()])
+    }
+}
+
 /// Writes the event in its canonical form: the exported object. With `hash`, the exported
 /// line; without, the text that is hashed. The actor's `name` is present only when known.
 pub fn write_event(out: &mut String, row: &AuditEventRow, actor_name: Option<&str>, hash: bool) {
-    out.push_str("{\"action\":");
-    jcs::write_string(out, &row.action);
-    out.push_str(",\"actor\":{\"id\":");
-    jcs::write_optional(out, row.actor_id.as_deref());
-    if let Some(name) = actor_name {
-        out.push_str(",\"name\":");
-        jcs::write_string(out, name);
-    }
-    out.push_str(",\"type\":");
-    jcs::write_string(out, &row.actor_type);
-    out.push_str("},\"chain\":");
-    jcs::write_string(out, &row.chain);
-    out.push_str(",\"details\":");
-    out.push_str(&row.details);
-    if hash {
-        out.push_str(",\"hash\":");
-        jcs::write_string(out, &row.hash);
-    }
-    out.push_str(",\"id\":");
-    jcs::write_string(out, row.id.as_str());
-    out.push_str(",\"ip\":");
-    jcs::write_optional(out, row.ip.as_deref());
-    out.push_str(",\"org_id\":");
-    jcs::write_optional(out, row.org_id.as_deref());
-    out.push_str(",\"outcome\":");
-    jcs::write_string(out, &row.outcome);
-    out.push_str(",\"prev_hash\":");
-    jcs::write_string(out, &row.prev_hash);
-    out.push_str(",\"request_id\":");
-    jcs::write_optional(out, row.request_id.as_deref());
-    let _ = write!(out, ",\"seq\":{}", row.seq);
-    out.push_str(",\"target\":{\"id\":");
-    jcs::write_optional(out, row.target_id.as_deref());
-    out.push_str(",\"type\":");
-    jcs::write_optional(out, row.target_type.as_deref());
-    out.push_str("},\"time\":");
-    jcs::write_string(out, &row.occurred_at.to_rfc3339());
-    out.push_str(",\"user_agent\":");
-    jcs::write_optional(out, row.user_agent.as_deref());
-    out.push('}');
+    let mut time = String::with_capacity(24);
+    row.occurred_at.write_rfc3339(&mut time);
+    EventFields::of_row(row, actor_name, &time).write(out, hash.then_some(row.hash.as_str()));
 }
 
 /// `hex(SHA-256(prev_hash + "\n" + JCS(event without hash)))`, using `buffer` for the text.
 pub fn event_hash(row: &AuditEventRow, actor_name: Option<&str>, buffer: &mut String) -> String {
-    buffer.clear();
-    write_event(buffer, row, actor_name, false);
-    hash_of(&row.prev_hash, buffer)
+    let mut time = String::with_capacity(24);
+    row.occurred_at.write_rfc3339(&mut time);
+    let hex = EventFields::of_row(row, actor_name, &time).hash_hex(buffer);
+    // Hex digits are ASCII.
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// `hex(SHA-256(prev_hash + "\n" + canonical))`.
 pub fn hash_of(prev_hash: &str, canonical: &str) -> String {
+    String::from_utf8_lossy(&digest_hex(prev_hash, &[canonical.as_bytes()])).into_owned()
+}
+
+/// `hex(SHA-256(prev_hash + "\n" + parts...))` on the stack: the canonical text may come in
+/// pieces (an export line with its `hash` member cut out).
+pub(crate) fn digest_hex(prev_hash: &str, parts: &[&[u8]]) -> [u8; 64] {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
-    hasher.update(canonical.as_bytes());
-    hex::encode(hasher.finalize())
+    for part in parts {
+        hasher.update(part);
+    }
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(hasher.finalize(), &mut hex);
+    hex
 }
 
 #[cfg(test)]

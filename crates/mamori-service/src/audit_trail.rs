@@ -49,7 +49,34 @@ impl AuditSigner {
 
     /// Signs that `chain` had `hash` at `seq` at `time`.
     pub fn sign(&self, chain: &str, seq: i64, hash: &str, time: Timestamp) -> CheckpointRow {
-        let message = checkpoint_message(chain, seq, hash, time);
+        self.sign_message(
+            &checkpoint_message(chain, seq, hash, time),
+            chain,
+            seq,
+            hash,
+            time,
+        )
+    }
+
+    /// Signs that retention purged `chain` up to `seq`, whose hash `hash` becomes the anchor.
+    pub fn sign_anchor(&self, chain: &str, seq: i64, hash: &str, time: Timestamp) -> CheckpointRow {
+        self.sign_message(
+            &anchor_message(chain, seq, hash, time),
+            chain,
+            seq,
+            hash,
+            time,
+        )
+    }
+
+    fn sign_message(
+        &self,
+        message: &str,
+        chain: &str,
+        seq: i64,
+        hash: &str,
+        time: Timestamp,
+    ) -> CheckpointRow {
         let signature = self.key.sign(message.as_bytes());
         CheckpointRow {
             chain: chain.to_owned(),
@@ -69,8 +96,23 @@ pub fn key_id_of(key: &VerifyingKey) -> String {
 
 /// What a checkpoint signs: `JCS({"chain", "hash", "seq", "time"})`.
 pub fn checkpoint_message(chain: &str, seq: i64, hash: &str, time: Timestamp) -> String {
-    let mut out = String::with_capacity(160);
-    out.push_str("{\"chain\":");
+    signed_message(false, chain, seq, hash, time)
+}
+
+/// What retention signs when it purges a chain up to `seq`, whose hash becomes the chain's
+/// anchor: `JCS({"anchor": true, "chain", "hash", "seq", "time"})`. It differs from a
+/// checkpoint's message, so an ordinary checkpoint cannot pass for an authorised purge.
+pub fn anchor_message(chain: &str, seq: i64, hash: &str, time: Timestamp) -> String {
+    signed_message(true, chain, seq, hash, time)
+}
+
+fn signed_message(anchor: bool, chain: &str, seq: i64, hash: &str, time: Timestamp) -> String {
+    let mut out = String::with_capacity(176);
+    out.push_str(if anchor {
+        "{\"anchor\":true,\"chain\":"
+    } else {
+        "{\"chain\":"
+    });
     jcs::write_string(&mut out, chain);
     out.push_str(",\"hash\":");
     jcs::write_string(&mut out, hash);
@@ -217,7 +259,8 @@ pub struct AuditExport {
     after_seq: i64,
     end_seq: i64,
     end_hash: String,
-    anchor: Option<(i64, String)>,
+    /// The anchor, with retention's signature when the chain was purged.
+    anchor: Option<(i64, String, Option<CheckpointRow>)>,
     /// Checkpoints go along only with an unfiltered JSON Lines export.
     with_checkpoints: bool,
     began_at: Timestamp,
@@ -364,6 +407,15 @@ impl Services {
             .await?
             .ok_or_else(|| ServiceError::Unexpected(anyhow::anyhow!("audit chain missing")))?;
         let key = self.chain_key(&chain).await?;
+        let anchor_checkpoint = if head.anchor_seq > 0 {
+            self.store
+                .audit_checkpoints(&chain, head.anchor_seq, 1)
+                .await?
+                .into_iter()
+                .find(|checkpoint| checkpoint.seq == head.anchor_seq)
+        } else {
+            None
+        };
         Ok(AuditExport {
             chain,
             filter,
@@ -372,7 +424,7 @@ impl Services {
             after_seq: head.anchor_seq,
             end_seq: head.last_seq,
             end_hash: head.last_hash,
-            anchor: Some((head.anchor_seq, head.anchor_hash)),
+            anchor: Some((head.anchor_seq, head.anchor_hash, anchor_checkpoint)),
             with_checkpoints: format == ExportFormat::JsonLines && query.is_unfiltered(),
             began_at: now,
             started: false,
@@ -394,12 +446,13 @@ impl Services {
             match export.format {
                 ExportFormat::Csv => out.push_str(CSV_HEADER),
                 ExportFormat::JsonLines if export.with_checkpoints => {
-                    if let Some((seq, hash)) = export.anchor.take() {
-                        out.push_str("{\"anchor\":{\"chain\":");
-                        jcs::write_string(&mut out, &export.chain);
-                        out.push_str(",\"hash\":");
-                        jcs::write_string(&mut out, &hash);
-                        out.push_str(&format!(",\"seq\":{seq}}}}}\n"));
+                    if let Some((seq, hash, signed)) = export.anchor.take() {
+                        let time = signed.as_ref().map(|c| c.signed_at.to_rfc3339());
+                        let signed = signed
+                            .as_ref()
+                            .zip(time.as_deref())
+                            .map(|(c, time)| (c.key_id.as_str(), c.signature.as_str(), time));
+                        write_anchor_line(&mut out, &export.chain, &hash, seq, signed);
                     }
                 }
                 ExportFormat::JsonLines => {}
@@ -478,6 +531,18 @@ impl Services {
             })
             .transpose()?
             .unwrap_or(-1);
+        // Retention's signature of the anchor is not a checkpoint of the chain as it stands
+        // (it signs another message): it goes out as the export's anchor line, not here.
+        let anchor_seq = self
+            .store
+            .audit_chain(access.org_id.as_str())
+            .await?
+            .map_or(0, |head| head.anchor_seq);
+        let after = if anchor_seq > 0 {
+            after.max(anchor_seq)
+        } else {
+            after
+        };
         let rows = self
             .store
             .audit_checkpoints(access.org_id.as_str(), after + 1, limit + 1)
@@ -637,16 +702,64 @@ fn viewer_subject(subject: &str) -> Result<(&'static str, String), ServiceError>
 }
 
 pub(crate) fn write_checkpoint_line(out: &mut String, checkpoint: &CheckpointRow) {
+    write_checkpoint_fields(
+        out,
+        &checkpoint.chain,
+        &checkpoint.hash,
+        &checkpoint.key_id,
+        checkpoint.seq,
+        &checkpoint.signature,
+        &checkpoint.signed_at.to_rfc3339(),
+    );
+}
+
+/// `{"checkpoint":{"chain","hash","key_id","seq","signature","time"}}` and a newline.
+pub(crate) fn write_checkpoint_fields(
+    out: &mut String,
+    chain: &str,
+    hash: &str,
+    key_id: &str,
+    seq: i64,
+    signature: &str,
+    time: &str,
+) {
     out.push_str("{\"checkpoint\":{\"chain\":");
-    jcs::write_string(out, &checkpoint.chain);
+    jcs::write_string(out, chain);
     out.push_str(",\"hash\":");
-    jcs::write_string(out, &checkpoint.hash);
+    jcs::write_string(out, hash);
     out.push_str(",\"key_id\":");
-    jcs::write_string(out, &checkpoint.key_id);
-    out.push_str(&format!(",\"seq\":{},\"signature\":", checkpoint.seq));
-    jcs::write_string(out, &checkpoint.signature);
+    jcs::write_string(out, key_id);
+    out.push_str(&format!(",\"seq\":{seq},\"signature\":"));
+    jcs::write_string(out, signature);
     out.push_str(",\"time\":");
-    jcs::write_string(out, &checkpoint.signed_at.to_rfc3339());
+    jcs::write_string(out, time);
+    out.push_str("}}\n");
+}
+
+/// The export's first line: `{"anchor":{"chain","hash","seq"}}`, and for a purged chain
+/// retention's signature of its anchor as well (`key_id`, `signature`, `time`).
+pub(crate) fn write_anchor_line(
+    out: &mut String,
+    chain: &str,
+    hash: &str,
+    seq: i64,
+    signed: Option<(&str, &str, &str)>,
+) {
+    out.push_str("{\"anchor\":{\"chain\":");
+    jcs::write_string(out, chain);
+    out.push_str(",\"hash\":");
+    jcs::write_string(out, hash);
+    if let Some((key_id, _, _)) = signed {
+        out.push_str(",\"key_id\":");
+        jcs::write_string(out, key_id);
+    }
+    out.push_str(&format!(",\"seq\":{seq}"));
+    if let Some((_, signature, time)) = signed {
+        out.push_str(",\"signature\":");
+        jcs::write_string(out, signature);
+        out.push_str(",\"time\":");
+        jcs::write_string(out, time);
+    }
     out.push_str("}}\n");
 }
 

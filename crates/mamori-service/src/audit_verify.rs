@@ -6,18 +6,29 @@
 //! last event is the chain's head, and every checkpoint's signature holds and names the hash
 //! the chain has at its `seq`. The first place where any of this fails is reported by `seq`.
 
-use crate::audit::{ACTOR_NAME_FIELD, event_hash, hash_of};
-use crate::audit_trail::{SCAN_BATCH, checkpoint_message};
+use crate::audit::{ACTOR_NAME_FIELD, EventFields, digest_hex};
+use crate::audit_trail::{anchor_message, checkpoint_message, write_checkpoint_fields};
 use crate::{ServiceError, Services, jcs};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use ed25519_dalek::{Signature, VerifyingKey};
 use mamori_core::Timestamp;
 use mamori_core::audit::GENESIS_HASH;
-use mamori_store::{ChainHeadRow, CheckpointRow};
-use serde_json::Value;
-use std::collections::BTreeMap;
+use mamori_keyring::DataKey;
+use mamori_store::{AuditScanPage, ChainHeadRow, CheckpointRow, Store};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::io::BufRead;
+use std::sync::Arc;
+
+/// Events per page when verifying a chain in the store: large pages, read while the page
+/// before is being checked.
+const VERIFY_PAGE: u32 = 10_000;
+/// Hashes kept for checkpoints that come after the events they name (in an export, right
+/// after; in the store, they are walked in `seq` order).
+const RECENT_HASHES: usize = 4_096;
 
 /// What went wrong first in a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,23 +57,28 @@ impl ChainVerdict {
     }
 }
 
-/// Walks one chain event by event; shared by the store check and the export check.
+/// Walks one chain event by event; shared by the store check and the export check. It
+/// allocates nothing per event: the last hash is kept in place, recent ones in a ring.
 struct ChainWalk {
     expected_seq: i64,
     prev_hash: String,
-    /// Hashes at the `seq`s that checkpoints name, to compare when both are known.
-    hashes_at: BTreeMap<i64, String>,
+    anchor_seq: i64,
+    anchor_hash: String,
+    /// The hashes of the last events walked, the first at `recent_from`.
+    recent: VecDeque<[u8; 64]>,
+    recent_from: i64,
     verdict: ChainVerdict,
 }
 
 impl ChainWalk {
     fn new(chain: &str, anchor_seq: i64, anchor_hash: &str) -> ChainWalk {
-        let mut hashes_at = BTreeMap::new();
-        hashes_at.insert(anchor_seq, anchor_hash.to_owned());
         ChainWalk {
             expected_seq: anchor_seq + 1,
             prev_hash: anchor_hash.to_owned(),
-            hashes_at,
+            anchor_seq,
+            anchor_hash: anchor_hash.to_owned(),
+            recent: VecDeque::with_capacity(RECENT_HASHES),
+            recent_from: anchor_seq + 1,
             verdict: ChainVerdict {
                 chain: chain.to_owned(),
                 events: 0,
@@ -87,8 +103,17 @@ impl ChainWalk {
         }
     }
 
+    /// The hash the chain has at `seq`, when still known.
+    fn hash_at(&self, seq: i64) -> Option<&[u8]> {
+        if seq == self.anchor_seq {
+            return Some(self.anchor_hash.as_bytes());
+        }
+        let index = usize::try_from(seq.checked_sub(self.recent_from)?).ok()?;
+        self.recent.get(index).map(|hash| &hash[..])
+    }
+
     /// One event: its stated `seq`, `prev_hash` and `hash`, and the hash recomputed from it.
-    fn event(&mut self, seq: i64, prev_hash: &str, hash: &str, recomputed: &str) {
+    fn event(&mut self, seq: i64, prev_hash: &str, hash: &str, recomputed: &[u8; 64]) {
         if self.broken() {
             return;
         }
@@ -104,20 +129,42 @@ impl ChainWalk {
             self.fail(seq, "prev_hash is not the hash of the event before");
             return;
         }
-        if hash != recomputed {
+        if hash.as_bytes() != recomputed {
             self.fail(seq, "hash does not match the event's content");
             return;
         }
         self.verdict.events += 1;
         self.verdict.last_seq = seq;
-        self.prev_hash = hash.to_owned();
+        self.prev_hash.clear();
+        self.prev_hash.push_str(hash);
         self.expected_seq += 1;
-        self.hashes_at.insert(seq, hash.to_owned());
-        // Keep only what a later checkpoint can still ask about: the recent hashes.
-        if self.hashes_at.len() > 4 * SCAN_BATCH as usize {
-            let keep_from = seq - 2 * i64::from(SCAN_BATCH);
-            self.hashes_at = self.hashes_at.split_off(&keep_from);
+        if self.recent.len() == RECENT_HASHES {
+            self.recent.pop_front();
+            self.recent_from += 1;
         }
+        self.recent.push_back(*recomputed);
+    }
+
+    /// Checks `checkpoint`'s key and signature over `message`, failing at its `seq` if not.
+    fn signed(
+        &mut self,
+        checkpoint: &CheckpointRow,
+        message: &str,
+        key: &VerifyingKey,
+        key_id: &str,
+    ) -> bool {
+        if checkpoint.key_id != key_id {
+            self.fail(
+                checkpoint.seq,
+                format!("checkpoint signed by unknown key {}", checkpoint.key_id),
+            );
+            return false;
+        }
+        let signed = signature_holds(checkpoint, message, key);
+        if !signed {
+            self.fail(checkpoint.seq, "checkpoint signature does not verify");
+        }
+        signed
     }
 
     /// A checkpoint, after the events up to its `seq` were walked.
@@ -126,31 +173,17 @@ impl ChainWalk {
             return;
         }
         let seq = checkpoint.seq;
-        if checkpoint.key_id != key_id {
-            self.fail(
-                seq,
-                format!("checkpoint signed by unknown key {}", checkpoint.key_id),
-            );
-            return;
-        }
         let message = checkpoint_message(
             &checkpoint.chain,
             seq,
             &checkpoint.hash,
             checkpoint.signed_at,
         );
-        let signature = BASE64URL
-            .decode(&checkpoint.signature)
-            .ok()
-            .and_then(|bytes| Signature::from_slice(&bytes).ok());
-        let signed = signature
-            .is_some_and(|signature| key.verify_strict(message.as_bytes(), &signature).is_ok());
-        if !signed {
-            self.fail(seq, "checkpoint signature does not verify");
+        if !self.signed(checkpoint, &message, key, key_id) {
             return;
         }
-        match self.hashes_at.get(&seq) {
-            Some(hash) if *hash == checkpoint.hash => self.verdict.checkpoints += 1,
+        match self.hash_at(seq) {
+            Some(hash) if hash == checkpoint.hash.as_bytes() => self.verdict.checkpoints += 1,
             Some(_) => self.fail(seq, "checkpoint names another hash than the chain has"),
             None if seq > self.verdict.last_seq => {
                 self.fail(seq, "checkpoint names an event the chain does not have");
@@ -159,6 +192,129 @@ impl ChainWalk {
             None => {}
         }
     }
+
+    /// The anchor of a purged chain (`seq` > 0) must be covered by the signature retention
+    /// made when it purged: without it, events were removed by someone else.
+    fn anchor_checkpoint(
+        &mut self,
+        checkpoint: Option<&CheckpointRow>,
+        key: &VerifyingKey,
+        key_id: &str,
+    ) {
+        let seq = self.anchor_seq;
+        if seq == 0 {
+            if self.anchor_hash != GENESIS_HASH {
+                self.fail(
+                    0,
+                    "a chain that starts at seq 0 starts with the genesis hash",
+                );
+            }
+            return;
+        }
+        let missing = format!(
+            "events up to seq {seq} are gone, but no purge by retention was signed for seq              {seq}: the chain was truncated"
+        );
+        let Some(checkpoint) = checkpoint.filter(|c| c.seq == seq) else {
+            self.fail(seq, missing);
+            return;
+        };
+        let message = anchor_message(
+            &checkpoint.chain,
+            seq,
+            &checkpoint.hash,
+            checkpoint.signed_at,
+        );
+        if checkpoint.chain != self.verdict.chain
+            || checkpoint.hash != self.anchor_hash
+            || checkpoint.key_id != key_id
+            || !signature_holds(checkpoint, &message, key)
+        {
+            self.fail(seq, missing);
+            return;
+        }
+        self.verdict.checkpoints += 1;
+    }
+}
+
+/// Whether `checkpoint`'s signature is `key`'s over `message`.
+fn signature_holds(checkpoint: &CheckpointRow, message: &str, key: &VerifyingKey) -> bool {
+    BASE64URL
+        .decode(&checkpoint.signature)
+        .ok()
+        .and_then(|bytes| Signature::from_slice(&bytes).ok())
+        .is_some_and(|signature| key.verify_strict(message.as_bytes(), &signature).is_ok())
+}
+
+/// Checks one page of stored events against `walk`, with the checkpoints due before each.
+fn check_page(
+    walk: &mut ChainWalk,
+    page: &AuditScanPage,
+    data_key: &DataKey,
+    checkpoints: &mut std::iter::Peekable<std::vec::IntoIter<CheckpointRow>>,
+    key: &VerifyingKey,
+    key_id: &str,
+) -> Result<(), ServiceError> {
+    let mut buffer = String::with_capacity(2048);
+    let mut time = String::with_capacity(32);
+    // The last sealed name and its plaintext: a batch of one actor's events may share it.
+    let mut last_name: Option<(String, String)> = None;
+    for index in 0..page.len() {
+        let row = page.event(index)?;
+        while let Some(checkpoint) = checkpoints.next_if(|c| c.seq < row.seq) {
+            walk.checkpoint(&checkpoint, key, key_id);
+        }
+        let name = match row.actor_name_sealed {
+            Some(sealed) => match &last_name {
+                Some((known, name)) if known == sealed => Some(name.as_str()),
+                _ => match data_key.open_string(ACTOR_NAME_FIELD, sealed) {
+                    Ok(name) => {
+                        last_name = Some((sealed.to_owned(), name));
+                        last_name.as_ref().map(|(_, name)| name.as_str())
+                    }
+                    Err(_) => {
+                        walk.fail(row.seq, "actor name cannot be opened");
+                        None
+                    }
+                },
+            },
+            None => None,
+        };
+        time.clear();
+        row.occurred_at.write_rfc3339(&mut time);
+        let fields = EventFields {
+            action: row.action,
+            actor_id: row.actor_id,
+            actor_name: name,
+            actor_type: row.actor_type,
+            chain: row.chain,
+            details: row.details,
+            id: row.id,
+            ip: row.ip,
+            org_id: row.org_id,
+            outcome: row.outcome,
+            prev_hash: row.prev_hash,
+            request_id: row.request_id,
+            seq: row.seq,
+            target_id: row.target_id,
+            target_type: row.target_type,
+            time: &time,
+            user_agent: row.user_agent,
+        };
+        let recomputed = fields.hash_hex(&mut buffer);
+        walk.event(row.seq, row.prev_hash, row.hash, &recomputed);
+        if walk.broken() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn read_page(
+    store: Arc<dyn Store>,
+    chain: String,
+    from_seq: i64,
+) -> Result<AuditScanPage, ServiceError> {
+    Ok(store.audit_scan_page(&chain, from_seq, VERIFY_PAGE).await?)
 }
 
 impl Services {
@@ -200,44 +356,55 @@ impl Services {
     ) -> Result<ChainVerdict, ServiceError> {
         let data_key = self.chain_key(&head.chain).await?;
         let mut walk = ChainWalk::new(&head.chain, head.anchor_seq, &head.anchor_hash);
-        let mut checkpoints = self
+        let all = self
             .store
             .audit_checkpoints(&head.chain, 0, u32::MAX)
-            .await?
+            .await?;
+        let (anchor, checkpoints): (Vec<CheckpointRow>, Vec<CheckpointRow>) = all
             .into_iter()
-            .peekable();
-        let mut buffer = String::with_capacity(1024);
-        let mut from_seq = head.anchor_seq + 1;
-        loop {
-            let rows = self
-                .store
-                .audit_events(&head.chain, from_seq, SCAN_BATCH)
-                .await?;
-            let Some(last) = rows.last() else { break };
-            from_seq = last.seq + 1;
-            for row in &rows {
-                while let Some(checkpoint) = checkpoints.next_if(|c| c.seq < row.seq) {
-                    walk.checkpoint(&checkpoint, key, key_id);
-                }
-                let name = match row.actor_name_sealed.as_deref() {
-                    Some(sealed) => match data_key.open_string(ACTOR_NAME_FIELD, sealed) {
-                        Ok(name) => Some(name),
-                        Err(_) => {
-                            walk.fail(row.seq, "actor name cannot be opened");
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                let recomputed = event_hash(row, name.as_deref(), &mut buffer);
-                walk.event(row.seq, &row.prev_hash, &row.hash, &recomputed);
-            }
-            if walk.broken() {
+            .partition(|checkpoint| head.anchor_seq > 0 && checkpoint.seq == head.anchor_seq);
+        walk.anchor_checkpoint(anchor.first(), key, key_id);
+        let mut checkpoints = checkpoints.into_iter().peekable();
+        // While one page is checked on a blocking thread, the next is read.
+        let mut next = Some(tokio::spawn(read_page(
+            self.store.clone(),
+            head.chain.clone(),
+            head.anchor_seq + 1,
+        )));
+        let key = *key;
+        let key_id = key_id.to_owned();
+        let data_key = Arc::new(data_key);
+        while !walk.broken() {
+            let Some(reading) = next.take() else { break };
+            let page = reading
+                .await
+                .map_err(|error| ServiceError::Unexpected(error.into()))??;
+            if page.is_empty() {
                 break;
             }
+            let last_seq = page.event(page.len() - 1)?.seq;
+            next = Some(tokio::spawn(read_page(
+                self.store.clone(),
+                head.chain.clone(),
+                last_seq + 1,
+            )));
+            let data_key = data_key.clone();
+            let key_id = key_id.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                let checked =
+                    check_page(&mut walk, &page, &data_key, &mut checkpoints, &key, &key_id);
+                (walk, checkpoints, checked)
+            })
+            .await
+            .map_err(|error| ServiceError::Unexpected(error.into()))?;
+            (walk, checkpoints) = (checked.0, checked.1);
+            checked.2?;
+        }
+        if let Some(reading) = next {
+            reading.abort();
         }
         for checkpoint in checkpoints {
-            walk.checkpoint(&checkpoint, key, key_id);
+            walk.checkpoint(&checkpoint, &key, &key_id);
         }
         if !walk.broken() {
             if walk.verdict.last_seq < head.last_seq {
@@ -269,12 +436,158 @@ impl ExportVerdict {
     }
 }
 
+/// A string of an export line: borrowed from the line unless it holds escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
+fn text<'a>(value: &'a Option<Text<'_>>) -> Option<&'a str> {
+    value.as_ref().map(|text| &*text.0)
+}
+
+/// One line of an export, any of its three kinds, read without building a tree. Which kind
+/// it is, and that it holds nothing else, is settled by writing the kind back in canonical
+/// form and comparing bytes with the line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportLine<'a> {
+    #[serde(borrow, default)]
+    anchor: Option<AnchorLine<'a>>,
+    #[serde(borrow, default)]
+    checkpoint: Option<CheckpointLine<'a>>,
+    #[serde(borrow, default)]
+    action: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    actor: Option<ActorLine<'a>>,
+    #[serde(borrow, default)]
+    chain: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    details: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    hash: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    ip: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    org_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    outcome: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    prev_hash: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    request_id: Option<Text<'a>>,
+    #[serde(default)]
+    seq: Option<i64>,
+    #[serde(borrow, default)]
+    target: Option<TargetLine<'a>>,
+    #[serde(borrow, default)]
+    time: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    user_agent: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActorLine<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetLine<'a> {
+    #[serde(borrow, default)]
+    id: Option<Text<'a>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnchorLine<'a> {
+    #[serde(borrow)]
+    chain: Text<'a>,
+    #[serde(borrow)]
+    hash: Text<'a>,
+    seq: i64,
+    /// The signature retention made when it purged up to the anchor; absent at seq 0.
+    #[serde(borrow, default)]
+    key_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    signature: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    time: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointLine<'a> {
+    #[serde(borrow)]
+    chain: Text<'a>,
+    #[serde(borrow)]
+    hash: Text<'a>,
+    #[serde(borrow)]
+    key_id: Text<'a>,
+    seq: i64,
+    #[serde(borrow)]
+    signature: Text<'a>,
+    #[serde(borrow)]
+    time: Text<'a>,
+}
+
+impl CheckpointLine<'_> {
+    fn row(&self) -> Option<CheckpointRow> {
+        Some(CheckpointRow {
+            chain: self.chain.0.clone().into_owned(),
+            seq: self.seq,
+            hash: self.hash.0.clone().into_owned(),
+            signed_at: Timestamp::parse_rfc3339(&self.time.0)?,
+            key_id: self.key_id.0.clone().into_owned(),
+            signature: self.signature.0.clone().into_owned(),
+        })
+    }
+}
+
+fn safe(seq: i64) -> bool {
+    (-jcs::MAX_SAFE_INTEGER..=jcs::MAX_SAFE_INTEGER).contains(&seq)
+}
+
 /// Verifies a JSON Lines export with the checkpoint key alone: every line must be in canonical
 /// form (so no member can be given twice), every event's hash is recomputed from its own
-/// fields, then the links and every checkpoint are checked. The
-/// export is complete when its last event is covered by a checkpoint.
+/// fields, then the links and every checkpoint are checked. A purged chain's anchor must carry
+/// retention's signature. The export is complete when its last event is covered by a
+/// checkpoint.
+///
+/// Each line is read once into typed fields borrowed from it, written back once in canonical
+/// form into a reused buffer and compared byte for byte with the line; the hash is taken over
+/// that buffer with the `hash` member cut out. Nothing is allocated per event.
 pub fn verify_export(
-    reader: impl BufRead,
+    mut reader: impl BufRead,
     key: &VerifyingKey,
 ) -> Result<ExportVerdict, std::io::Error> {
     let key_id = crate::audit_trail::key_id_of(key);
@@ -285,49 +598,91 @@ pub fn verify_export(
         malformed: Some(format!("line {line}: {why}")),
         complete: false,
     };
-    for (index, line) in reader.lines().enumerate() {
-        let number = index + 1;
-        let line = line?;
-        if line.trim().is_empty() {
+    let mut raw = String::with_capacity(4096);
+    let mut canonical = String::with_capacity(4096);
+    let mut number = 0;
+    loop {
+        raw.clear();
+        if reader.read_line(&mut raw)? == 0 {
+            break;
+        }
+        number += 1;
+        let line = raw.trim_end();
+        if line.is_empty() {
             continue;
         }
-        let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(&line) else {
-            return Ok(malformed(number, "not a JSON object"));
+        let parsed: ExportLine<'_> = match serde_json::from_str(line) {
+            Ok(parsed) => parsed,
+            Err(_) => {
+                let object = matches!(
+                    serde_json::from_str::<&RawValue>(line),
+                    Ok(value) if value.get().starts_with('{')
+                );
+                return Ok(malformed(
+                    number,
+                    if object {
+                        "not in canonical form (RFC 8785), or not an export line"
+                    } else {
+                        "not a JSON object"
+                    },
+                ));
+            }
         };
-        // Every line is written in canonical form; anything else (a member given twice, which
-        // a JSON reader may resolve either way, or a reformatted line) is refused.
-        if jcs::canonical(&value).ok().as_deref() != Some(line.trim_end()) {
-            return Ok(malformed(number, "not in canonical form (RFC 8785)"));
-        }
-        let Value::Object(mut object) = value else {
-            return Ok(malformed(number, "not a JSON object"));
-        };
-        if let Some(anchor) = object.get("anchor") {
-            let (Some(chain), Some(seq), Some(hash)) = (
-                anchor.get("chain").and_then(Value::as_str),
-                anchor.get("seq").and_then(Value::as_i64),
-                anchor.get("hash").and_then(Value::as_str),
-            ) else {
-                return Ok(malformed(number, "anchor needs chain, seq and hash"));
+        canonical.clear();
+        if let Some(anchor) = &parsed.anchor {
+            let signed = match (&anchor.key_id, &anchor.signature, &anchor.time) {
+                (Some(key_id), Some(signature), Some(time)) => {
+                    Some((&*key_id.0, &*signature.0, &*time.0))
+                }
+                (None, None, None) => None,
+                _ => return Ok(malformed(number, "anchor with part of a signature")),
             };
+            crate::audit_trail::write_anchor_line(
+                &mut canonical,
+                &anchor.chain.0,
+                &anchor.hash.0,
+                anchor.seq,
+                signed,
+            );
+            if canonical.trim_end() != line || !safe(anchor.seq) {
+                return Ok(malformed(number, "not in canonical form (RFC 8785)"));
+            }
             if walk.is_some() {
                 return Ok(malformed(number, "anchor after the first event"));
             }
-            walk = Some(ChainWalk::new(chain, seq, hash));
+            let mut anchored = ChainWalk::new(&anchor.chain.0, anchor.seq, &anchor.hash.0);
+            let checkpoint = match signed {
+                Some((key_id, signature, time)) => match Timestamp::parse_rfc3339(time) {
+                    Some(signed_at) => Some(CheckpointRow {
+                        chain: anchor.chain.0.clone().into_owned(),
+                        seq: anchor.seq,
+                        hash: anchor.hash.0.clone().into_owned(),
+                        signed_at,
+                        key_id: key_id.to_owned(),
+                        signature: signature.to_owned(),
+                    }),
+                    None => return Ok(malformed(number, "anchor time is not RFC 3339")),
+                },
+                None => None,
+            };
+            anchored.anchor_checkpoint(checkpoint.as_ref(), key, &key_id);
+            walk = Some(anchored);
             continue;
         }
-        if let Some(checkpoint) = object.get("checkpoint") {
-            let parsed = (|| {
-                Some(CheckpointRow {
-                    chain: checkpoint.get("chain")?.as_str()?.to_owned(),
-                    seq: checkpoint.get("seq")?.as_i64()?,
-                    hash: checkpoint.get("hash")?.as_str()?.to_owned(),
-                    signed_at: Timestamp::parse_rfc3339(checkpoint.get("time")?.as_str()?)?,
-                    key_id: checkpoint.get("key_id")?.as_str()?.to_owned(),
-                    signature: checkpoint.get("signature")?.as_str()?.to_owned(),
-                })
-            })();
-            let Some(checkpoint) = parsed else {
+        if let Some(checkpoint) = &parsed.checkpoint {
+            write_checkpoint_fields(
+                &mut canonical,
+                &checkpoint.chain.0,
+                &checkpoint.hash.0,
+                &checkpoint.key_id.0,
+                checkpoint.seq,
+                &checkpoint.signature.0,
+                &checkpoint.time.0,
+            );
+            if canonical.trim_end() != line || !safe(checkpoint.seq) {
+                return Ok(malformed(number, "not in canonical form (RFC 8785)"));
+            }
+            let Some(checkpoint) = checkpoint.row() else {
                 return Ok(malformed(
                     number,
                     "checkpoint needs chain, seq, hash, time, key_id and signature",
@@ -345,35 +700,76 @@ pub fn verify_export(
             }
             continue;
         }
-        let Some(hash) = object
-            .remove("hash")
-            .and_then(|v| v.as_str().map(str::to_owned))
+        let (
+            Some(action),
+            Some(actor),
+            Some(chain),
+            Some(details),
+            Some(hash),
+            Some(id),
+            Some(outcome),
+            Some(prev_hash),
+            Some(seq),
+            Some(target),
+            Some(time),
+        ) = (
+            text(&parsed.action),
+            &parsed.actor,
+            text(&parsed.chain),
+            parsed.details,
+            text(&parsed.hash),
+            text(&parsed.id),
+            text(&parsed.outcome),
+            text(&parsed.prev_hash),
+            parsed.seq,
+            &parsed.target,
+            text(&parsed.time),
+        )
         else {
-            return Ok(malformed(number, "event without hash"));
+            return Ok(malformed(
+                number,
+                "event needs action, actor, chain, details, hash, id, outcome, prev_hash, \
+                 seq, target and time",
+            ));
         };
-        let (Some(seq), Some(prev_hash), Some(chain)) = (
-            object.get("seq").and_then(Value::as_i64),
-            object
-                .get("prev_hash")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            object
-                .get("chain")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        ) else {
-            return Ok(malformed(number, "event needs seq, prev_hash and chain"));
+        let fields = EventFields {
+            action,
+            actor_id: text(&actor.id),
+            actor_name: text(&actor.name),
+            actor_type: &actor.kind.0,
+            chain,
+            details: details.get(),
+            id,
+            ip: text(&parsed.ip),
+            org_id: text(&parsed.org_id),
+            outcome,
+            prev_hash,
+            request_id: text(&parsed.request_id),
+            seq,
+            target_id: text(&target.id),
+            target_type: text(&target.kind),
+            time,
+            user_agent: text(&parsed.user_agent),
         };
-        let walk = walk.get_or_insert_with(|| ChainWalk::new(&chain, 0, GENESIS_HASH));
+        let hash_member = fields.write(&mut canonical, Some(hash));
+        if canonical != line
+            || !safe(seq)
+            || !fields.details.starts_with('{')
+            || !jcs::is_canonical(fields.details)
+        {
+            return Ok(malformed(number, "not in canonical form (RFC 8785)"));
+        }
+        let walk = walk.get_or_insert_with(|| ChainWalk::new(chain, 0, GENESIS_HASH));
         if chain != walk.verdict.chain {
             walk.fail(seq, "event of another chain");
             continue;
         }
-        let recomputed = match jcs::canonical(&Value::Object(object)) {
-            Ok(text) => hash_of(&prev_hash, &text),
-            Err(_) => String::new(),
-        };
-        walk.event(seq, &prev_hash, &hash, &recomputed);
+        let bytes = canonical.as_bytes();
+        let recomputed = digest_hex(
+            prev_hash,
+            &[&bytes[..hash_member.start], &bytes[hash_member.end..]],
+        );
+        walk.event(seq, prev_hash, hash, &recomputed);
     }
     Ok(match walk {
         Some(walk) => ExportVerdict {
@@ -383,4 +779,161 @@ pub fn verify_export(
         },
         None => malformed(0, "no events"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{event_hash, write_event};
+    use crate::audit_trail::write_checkpoint_line;
+    use ed25519_dalek::{Signer as _, SigningKey};
+    use mamori_core::AuditEventId;
+    use mamori_store::AuditEventRow;
+
+    const CHAIN: &str = "org_test";
+
+    fn signing_key() -> SigningKey {
+        SigningKey::from_bytes(&[7; 32])
+    }
+
+    fn signed(message: &str, seq: i64, hash: &str, time: Timestamp) -> CheckpointRow {
+        let key = signing_key();
+        CheckpointRow {
+            chain: CHAIN.to_owned(),
+            seq,
+            hash: hash.to_owned(),
+            signed_at: time,
+            key_id: crate::audit_trail::key_id_of(&key.verifying_key()),
+            signature: BASE64URL.encode(key.sign(message.as_bytes()).to_bytes()),
+        }
+    }
+
+    fn event(seq: i64, prev_hash: &str, details: &str) -> AuditEventRow {
+        let mut row = AuditEventRow {
+            id: AuditEventId::from_stored(format!("evt_{seq}")),
+            chain: CHAIN.to_owned(),
+            seq,
+            org_id: Some(CHAIN.to_owned()),
+            actor_type: String::from("app"),
+            actor_id: Some(String::from("app_1")),
+            actor_name_sealed: None,
+            action: String::from("docs.viewed"),
+            target_type: Some(String::from("doc")),
+            target_id: Some(format!("doc \"{seq}\"\n")),
+            outcome: String::from("success"),
+            ip: None,
+            user_agent: Some(String::from("agent/1.0")),
+            request_id: None,
+            occurred_at: Timestamp::from_millis(1_700_000_000_000 + seq),
+            details: details.to_owned(),
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        row.hash = event_hash(&row, Some("Docs \u{1F600}"), &mut String::new());
+        row
+    }
+
+    /// An export of events `anchor_seq + 1 ..= last` with a checkpoint of the last, after an
+    /// anchor line that `anchor` writes.
+    fn export(anchor_seq: i64, anchor_hash: &str, last: i64, details: &str) -> (String, String) {
+        let mut lines = String::new();
+        let mut prev = anchor_hash.to_owned();
+        for seq in anchor_seq + 1..=last {
+            let row = event(seq, &prev, details);
+            write_event(&mut lines, &row, Some("Docs \u{1F600}"), true);
+            lines.push('\n');
+            prev = row.hash;
+        }
+        let time = Timestamp::from_millis(1_800_000_000_000);
+        let message = checkpoint_message(CHAIN, last, &prev, time);
+        write_checkpoint_line(&mut lines, &signed(&message, last, &prev, time));
+        (lines, prev)
+    }
+
+    fn verify(text: &str) -> ExportVerdict {
+        verify_export(text.as_bytes(), &signing_key().verifying_key()).unwrap()
+    }
+
+    #[test]
+    fn a_canonical_export_verifies_and_any_other_spelling_is_refused() {
+        let (events, _) = export(0, GENESIS_HASH, 3, "{\"a\":[1,\"\\u0001\"],\"b\":{}}");
+        let verdict = verify(&events);
+        assert!(verdict.is_good(), "{verdict:?}");
+        assert_eq!(verdict.chain.as_ref().map(|c| c.events), Some(3));
+
+        let first = events.lines().next().unwrap();
+        let respelled = [
+            first.replacen("\"seq\":1", "\"seq\": 1", 1),
+            first.replacen("{\"action\"", "{\"seq\":1,\"action\"", 1),
+            first.replacen("\"ip\":null,", "", 1),
+            first.replacen("\"seq\":1", "\"seq\":1.0", 1),
+            first.replacen("\"details\":{", "\"details\":{\"z\":0,", 1),
+            first.replacen("}", "},\"extra\":1", 1),
+            first.replacen("\"agent/1.0\"", "\"agent\\/1.0\"", 1),
+        ];
+        for line in respelled {
+            let text = events.replacen(first, &line, 1);
+            let verdict = verify(&text);
+            assert!(!verdict.is_good(), "{line}");
+            assert!(verdict.malformed.is_some(), "{line}: {verdict:?}");
+        }
+        // A changed value in canonical form is found by its hash, at its seq.
+        let text = events.replacen("docs.viewed", "docs.deleted", 1);
+        let verdict = verify(&text);
+        let broken = verdict.chain.and_then(|c| c.first_break).unwrap();
+        assert_eq!(broken.seq, 1);
+    }
+
+    #[test]
+    fn details_hashed_as_written_must_still_be_canonical() {
+        // The hash matches these details as they are, but they are not in canonical form.
+        let (events, _) = export(0, GENESIS_HASH, 2, "{\"b\":1,\"a\":2}");
+        let verdict = verify(&events);
+        assert!(verdict.malformed.is_some(), "{verdict:?}");
+    }
+
+    #[test]
+    fn an_anchor_after_seq_0_needs_the_purge_signature() {
+        let anchor_hash = "ab".repeat(32);
+        let time = Timestamp::from_millis(1_750_000_000_000);
+        let (events, _) = export(5, &anchor_hash, 8, "{}");
+        let line = |checkpoint: Option<&CheckpointRow>| {
+            let mut out = String::new();
+            let time = time.to_rfc3339();
+            crate::audit_trail::write_anchor_line(
+                &mut out,
+                CHAIN,
+                &anchor_hash,
+                5,
+                checkpoint.map(|c| (c.key_id.as_str(), c.signature.as_str(), time.as_str())),
+            );
+            out
+        };
+        let purge = signed(
+            &anchor_message(CHAIN, 5, &anchor_hash, time),
+            5,
+            &anchor_hash,
+            time,
+        );
+        let verdict = verify(&format!("{}{events}", line(Some(&purge))));
+        assert!(verdict.is_good(), "{verdict:?}");
+
+        let ordinary = signed(
+            &checkpoint_message(CHAIN, 5, &anchor_hash, time),
+            5,
+            &anchor_hash,
+            time,
+        );
+        for anchor in [line(None), line(Some(&ordinary))] {
+            let verdict = verify(&format!("{anchor}{events}"));
+            let broken = verdict.chain.and_then(|c| c.first_break).unwrap();
+            assert_eq!(broken.seq, 5, "{anchor}");
+        }
+        // The genesis anchor is unsigned, but must be the genesis hash.
+        let (events, _) = export(0, &anchor_hash, 1, "{}");
+        let mut anchor = String::new();
+        crate::audit_trail::write_anchor_line(&mut anchor, CHAIN, &anchor_hash, 0, None);
+        let verdict = verify(&format!("{anchor}{events}"));
+        assert!(!verdict.is_good(), "{verdict:?}");
+    }
 }

@@ -33,11 +33,13 @@ mod two_step;
 pub use access_logs::{AccessLogEntry, AccessLogQuery, AccessLogView, LoggedPrincipal};
 pub use accounts::{AccountView, SignUp};
 pub use apps::{AppMembershipView, OrgAppView};
-pub use audit::{PLATFORM_KEY_OWNER, RequestContext, event_hash, hash_of, write_event};
+pub use audit::{
+    EventFields, PLATFORM_KEY_OWNER, RequestContext, event_hash, hash_of, write_event,
+};
 pub use audit_ingest::{MAX_BATCH, MAX_DETAILS_BYTES, NewAppEvent};
 pub use audit_trail::{
     AuditEventView, AuditExport, AuditQuery, AuditSigner, AuditViewerView, CSV_HEADER,
-    ExportFormat, PublicKeyView, SIGNING_KEY_OWNER, checkpoint_message, key_id_of,
+    ExportFormat, PublicKeyView, SIGNING_KEY_OWNER, anchor_message, checkpoint_message, key_id_of,
     parse_public_key,
 };
 pub use audit_verify::{Break, ChainVerdict, ExportVerdict, verify_export};

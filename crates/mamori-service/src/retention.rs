@@ -5,7 +5,8 @@
 //!
 //! An audit chain loses only a prefix: the longest run of its oldest events that are all due.
 //! Its anchor keeps the `seq` and `hash` of the last deleted event, so the rest still
-//! verifies. No event is ever deleted before its time, even if clocks of several nodes made
+//! verifies, and retention signs that anchor in the same transaction: a chain cut short by
+//! anyone else has no such signature, and verification names its anchor. No event is ever deleted before its time, even if clocks of several nodes made
 //! `time` not rise strictly along `seq`.
 
 use crate::{ServiceError, Services};
@@ -49,7 +50,7 @@ impl Services {
             let chains = self.store.chains_with_events_before(cutoff, 100).await?;
             let mut progressed = false;
             for chain in &chains {
-                let deleted = self.trim_chain(chain, cutoff).await?;
+                let deleted = self.trim_chain(chain, cutoff, now).await?;
                 if deleted > 0 {
                     progressed = true;
                     report.audit_chains_trimmed += 1;
@@ -67,8 +68,16 @@ impl Services {
         Ok(report)
     }
 
-    /// Deletes the due prefix of one chain, in batches; returns how many events went.
-    async fn trim_chain(&self, chain: &str, cutoff: Timestamp) -> Result<u64, ServiceError> {
+    /// Deletes the due prefix of one chain, in batches; returns how many events went. Each
+    /// batch signs its new anchor (see [`crate::audit_trail::anchor_message`]) in the same
+    /// transaction, so verifiers can tell this purge from a truncation.
+    async fn trim_chain(
+        &self,
+        chain: &str,
+        cutoff: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, ServiceError> {
+        let signer = self.audit_signer().await?;
         let mut deleted = 0;
         loop {
             let Some(head) = self.store.audit_chain(chain).await? else {
@@ -80,7 +89,8 @@ impl Services {
             if up_to <= head.anchor_seq {
                 return Ok(deleted);
             }
-            deleted += tx.purge_audit_prefix(chain, up_to).await?;
+            let sign = |hash: &str| signer.sign_anchor(chain, up_to, hash, now);
+            deleted += tx.purge_audit_prefix(chain, up_to, &sign).await?;
             tx.commit().await?;
         }
     }

@@ -54,6 +54,17 @@ pub trait AuditStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AuditEventRow>, StoreError>;
 
+    /// Events of one chain in `seq` order, from `from_seq` on, as a page read in place: for
+    /// verifying whole chains. Through the engine's own driver where it can (decoding rows
+    /// through `Any` costs more than hashing them), and without copying the text of each
+    /// column.
+    async fn audit_scan_page(
+        &self,
+        chain: &str,
+        from_seq: i64,
+        limit: u32,
+    ) -> Result<AuditScanPage, StoreError>;
+
     /// Events of one chain matching `filter` with `seq` inside `seqs`, newest first or oldest
     /// first.
     async fn audit_events_page(
@@ -122,9 +133,16 @@ pub trait AuditStoreTx: Send {
         checkpoint: &CheckpointRow,
     ) -> Result<(), StoreError>;
 
-    /// Deletes the chain's events up to `up_to_seq` and the checkpoints before it, and moves
-    /// the chain's anchor there. Returns how many events were deleted. Locks the head first.
-    async fn purge_audit_prefix(&mut self, chain: &str, up_to_seq: i64) -> Result<u64, StoreError>;
+    /// Deletes the chain's events up to `up_to_seq` and the checkpoints up to it, moves the
+    /// chain's anchor there, and stores `sign(anchor hash)`, the signature of the purge, as the
+    /// checkpoint at `up_to_seq` (replacing one already there). Returns how many events were
+    /// deleted. Locks the head first.
+    async fn purge_audit_prefix(
+        &mut self,
+        chain: &str,
+        up_to_seq: i64,
+        sign: &(dyn for<'h> Fn(&'h str) -> CheckpointRow + Send + Sync),
+    ) -> Result<u64, StoreError>;
     /// The first `seq` above the anchor whose event was stored at or after `cutoff` (or the
     /// last `seq` plus one when none was), under the head's lock.
     async fn first_audit_seq_at_or_after(
@@ -146,4 +164,89 @@ pub trait AuditStoreTx: Send {
         subject_type: &str,
         subject_id: &str,
     ) -> Result<bool, StoreError>;
+}
+
+/// A page of a chain's events read for verification: the driver's rows as they came, read in
+/// place by [`AuditScanPage::event`]. It can be moved to another thread, so one page is
+/// checked while the next is read.
+pub struct AuditScanPage {
+    pub(crate) rows: ScanRows,
+}
+
+pub(crate) enum ScanRows {
+    Sqlite(Vec<sqlx::sqlite::SqliteRow>),
+    Postgres(Vec<sqlx::postgres::PgRow>),
+}
+
+/// One event of an [`AuditScanPage`], borrowed from it: every stored column.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditEventRef<'a> {
+    pub id: &'a str,
+    pub chain: &'a str,
+    pub seq: i64,
+    pub org_id: Option<&'a str>,
+    pub actor_type: &'a str,
+    pub actor_id: Option<&'a str>,
+    pub actor_name_sealed: Option<&'a str>,
+    pub action: &'a str,
+    pub target_type: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub outcome: &'a str,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub occurred_at: Timestamp,
+    pub details: &'a str,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+/// Reads the columns in the order of the scan's `SELECT` (the same for every driver).
+macro_rules! event_ref {
+    ($row:expr) => {{
+        let row = $row;
+        AuditEventRef {
+            id: row.try_get(0)?,
+            chain: row.try_get(1)?,
+            seq: row.try_get(2)?,
+            org_id: row.try_get(3)?,
+            actor_type: row.try_get(4)?,
+            actor_id: row.try_get(5)?,
+            actor_name_sealed: row.try_get(6)?,
+            action: row.try_get(7)?,
+            target_type: row.try_get(8)?,
+            target_id: row.try_get(9)?,
+            outcome: row.try_get(10)?,
+            ip: row.try_get(11)?,
+            user_agent: row.try_get(12)?,
+            request_id: row.try_get(13)?,
+            occurred_at: Timestamp::from_millis(row.try_get(14)?),
+            details: row.try_get(15)?,
+            prev_hash: row.try_get(16)?,
+            hash: row.try_get(17)?,
+        }
+    }};
+}
+
+impl AuditScanPage {
+    pub fn len(&self) -> usize {
+        match &self.rows {
+            ScanRows::Sqlite(rows) => rows.len(),
+            ScanRows::Postgres(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `index`th event of the page.
+    pub fn event(&self, index: usize) -> Result<AuditEventRef<'_>, StoreError> {
+        use sqlx::Row as _;
+        let missing = || StoreError::Corrupt(format!("scan page has no row {index}"));
+        Ok(match &self.rows {
+            ScanRows::Sqlite(rows) => event_ref!(rows.get(index).ok_or_else(missing)?),
+            ScanRows::Postgres(rows) => event_ref!(rows.get(index).ok_or_else(missing)?),
+        })
+    }
 }

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::{AccountRow, AccountStatus, AuditEventRow, SessionRow, Store, StoreError};
+use crate::{
+    AccountRow, AccountStatus, AuditEventRow, CheckpointRow, SessionRow, Store, StoreError,
+};
 use mamori_core::{AccountId, AuditEventId, SessionId, Timestamp};
 
 /// Before every time used here: no session is excluded as expired.
@@ -301,11 +303,27 @@ async fn audit_chain(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(first, 50);
+    let sign = |hash: &str| CheckpointRow {
+        chain: String::from("platform"),
+        seq: 49,
+        hash: hash.to_owned(),
+        signed_at: Timestamp::from_millis(60),
+        key_id: String::from("key"),
+        signature: String::from("purge-signature"),
+    };
     assert_eq!(
-        tx.purge_audit_prefix("platform", first - 1).await.unwrap(),
+        tx.purge_audit_prefix("platform", first - 1, &sign)
+            .await
+            .unwrap(),
         49
     );
     tx.commit().await.unwrap();
+    // The purge's signature is the checkpoint at the anchor; those before it are gone.
+    let kept = store.audit_checkpoints("platform", 0, 10).await.unwrap();
+    assert_eq!(
+        kept.first().map(|c| (c.seq, c.signature.as_str())),
+        Some((49, "purge-signature"))
+    );
     let head = store.audit_chain("platform").await.unwrap().unwrap();
     assert_eq!(
         (head.anchor_seq, head.anchor_hash.as_str()),

@@ -19,7 +19,9 @@ mod recovery;
 mod sql;
 
 pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
-pub use audit::{AuditFilter, AuditStore, AuditStoreTx, SeqOrder, SeqRange};
+pub use audit::{
+    AuditEventRef, AuditFilter, AuditScanPage, AuditStore, AuditStoreTx, SeqOrder, SeqRange,
+};
 pub use authz::{
     AuthzChange, AuthzObjectRow, AuthzStore, AuthzStoreTx, AuthzTypeRow, ChangePage, DirectoryRows,
     RelationshipRow,

@@ -3,7 +3,7 @@
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AccountAuth, ApiJson, Context, SESSION_COOKIE, is_https};
-use crate::rate_limit::{Login, PerIp};
+use crate::rate_limit::{Login, PerIp, SecondFactor};
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -74,8 +74,10 @@ async fn log_in(
         (status = 201, body = SessionCreated),
         (status = 401, description = "`invalid_challenge` (unknown, used or expired: log in again) or `invalid_code`", body = Problem),
         (status = 422, description = "the code has neither shape", body = Problem),
+        (status = 429, description = "too many attempts from this client (`rate_limited`); see Retry-After", body = Problem),
     ))]
 async fn second_factor(
+    _limit: PerIp<SecondFactor>,
     State(state): State<AppState>,
     Context(context): Context,
     Https(https): Https,

@@ -5,7 +5,7 @@
 //! with `SQLITE_BUSY`; PostgreSQL uses ordinary transactions and row locks.
 
 mod access_logs;
-mod audit;
+pub(crate) mod audit;
 mod authz;
 mod credentials;
 mod orgs;
@@ -26,6 +26,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     engine: Engine,
+    /// The URL it was opened with, for the engine's own driver (see `scan_pool`).
+    url: String,
+    /// A small pool on the engine's own sqlx driver, opened on first use, for the one read
+    /// that is bound by row decoding: scanning a whole audit chain to verify it.
+    pub(crate) scan_pool: tokio::sync::OnceCell<audit::ScanPool>,
     /// One writer at a time on SQLite; unlimited on PostgreSQL.
     write_gate: Option<Arc<Semaphore>>,
     /// The highest access-control revision this process committed.
@@ -49,6 +54,8 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             engine,
+            url: url.to_owned(),
+            scan_pool: tokio::sync::OnceCell::new(),
             write_gate,
             local_revision: Arc::new(AtomicI64::new(0)),
         })
@@ -64,7 +71,14 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        if let Some(scan_pool) = self.scan_pool.get() {
+            scan_pool.close().await;
+        }
         self.pool.close().await;
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 }
 

@@ -44,6 +44,7 @@ mamori_testkit::engine_tests!(
     checkpoints_are_listed_and_verify_with_the_published_key,
     tampering_with_the_stored_chain_is_found,
     retention_deletes_what_is_due_and_the_chain_still_verifies,
+    retention_signs_its_anchor_and_a_truncation_is_named,
 );
 
 /// The user agent every request of these tests sends.
@@ -2162,9 +2163,16 @@ async fn retention_deletes_what_is_due_and_the_chain_still_verifies(engine: Test
     let text = export_jsonl(&app, &alice, &org).await;
     let anchor: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(
-        anchor,
-        json!({ "anchor": { "chain": org, "hash": anchor_hash, "seq": 3 } })
+        (
+            &anchor["anchor"]["chain"],
+            &anchor["anchor"]["hash"],
+            &anchor["anchor"]["seq"]
+        ),
+        (&json!(org), &json!(anchor_hash), &json!(3))
     );
+    // Retention signed the purge at its own time, with the published key.
+    assert_eq!(anchor["anchor"]["time"], rfc3339(day(401)));
+    assert_eq!(anchor["anchor"]["key_id"], key_document["key_id"]);
     let verified = independently_verified(&text, &key);
     assert_eq!(verified.anchor_seq, 3);
     assert_eq!(seqs_of(&verified.events), [4, 5, 6]);
@@ -2181,4 +2189,117 @@ async fn retention_deletes_what_is_due_and_the_chain_still_verifies(engine: Test
         verify_export_cli(&app, &file, key_document["public_key"].as_str().unwrap()).await;
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("seq 4 to 6 verified"), "{stdout}");
+}
+
+/// A purge by retention signs the new anchor (`JCS({anchor: true, chain, hash, seq, time})`),
+/// so both verifiers tell it from a truncation: events deleted by SQL with the anchor moved
+/// by hand, even to a `seq` an ordinary checkpoint covers, fail verification in the store and
+/// in an export, naming the anchor's `seq`.
+async fn retention_signs_its_anchor_and_a_truncation_is_named(engine: TestEngine) {
+    let app = spawn_app(engine).await;
+    let (key, key_document) = published_key(&app).await;
+    let encoded_key = key_document["public_key"].as_str().unwrap().to_owned();
+    let day = |n: i64| TEST_EPOCH.plus_days(n);
+
+    // Day 0: seq 1 to 3, checkpointed at 3. Day 2: seq 4 and 5, checkpointed at 5; then 6.
+    let (_, alice) = app.account_with_session("alice@example.org").await;
+    let org = create_org(&app, &alice, "Purged").await;
+    create_team(&app, &alice, &org, "A").await;
+    create_team(&app, &alice, &org, "B").await;
+    app.services
+        .run_audit_checkpoints_once(1, day(0), day(0))
+        .await
+        .unwrap();
+    app.clock.set(day(2));
+    let alice = app.log_in("alice@example.org", GOOD_PASSWORD).await.token;
+    create_team(&app, &alice, &org, "C").await;
+    create_team(&app, &alice, &org, "D").await;
+    app.services
+        .run_audit_checkpoints_once(1, day(2), day(2))
+        .await
+        .unwrap();
+    create_team(&app, &alice, &org, "E").await;
+
+    // Day 401: retention purges 1 to 3 and signs the anchor at 3, in place of the ordinary
+    // checkpoint there; the listing of checkpoints starts after the anchor.
+    let report = app.services.run_retention_once(day(401)).await.unwrap();
+    assert!(report.audit_events_deleted >= 3, "{report:?}");
+    verify_passes(&app, Some(&org)).await;
+    app.clock.set(day(401));
+    let alice = app.log_in("alice@example.org", GOOD_PASSWORD).await.token;
+    let listed = get(
+        &app,
+        &format!("/api/v1/orgs/{org}/audit-checkpoints"),
+        &alice,
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let listed: Value = serde_json::from_str(&listed.text).unwrap();
+    let listed_seqs: Vec<i64> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed_seqs, [5], "{listed}");
+    let text = export_jsonl(&app, &alice, &org).await;
+    let verified = independently_verified(&text, &key);
+    assert_eq!(verified.anchor_seq, 3);
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("purged.jsonl");
+    std::fs::write(&file, &text).unwrap();
+    let (ok, stdout, stderr) = verify_export_cli(&app, &file, &encoded_key).await;
+    assert!(ok, "{stdout}\n{stderr}");
+
+    // The same anchor line with its signature taken off, or moved to another seq, no longer
+    // passes the offline verifiers.
+    let first_line = text.lines().next().unwrap();
+    let mut unsigned: Value = serde_json::from_str(first_line).unwrap();
+    for field in ["key_id", "signature", "time"] {
+        unsigned["anchor"].as_object_mut().unwrap().remove(field);
+    }
+    let stripped = text.replacen(first_line, &unsigned.to_string(), 1);
+    let broken = audit_verifier::verify_export(&stripped, &key).unwrap_err();
+    assert_eq!(broken.seq, 3, "{broken:?}");
+    std::fs::write(&file, &stripped).unwrap();
+    let (ok, _, stderr) = verify_export_cli(&app, &file, &encoded_key).await;
+    assert!(!ok, "verify-export passes an unsigned anchor");
+    assert!(stderr.contains("first bad seq 3:"), "{stderr}");
+
+    // Someone with the database deletes 4 and 5 and moves the anchor to 5, where an ordinary
+    // checkpoint is: no purge was signed for 5, and both verifiers name it.
+    let pool = app.database.pool().await;
+    let hash_5: String = sqlx::query("SELECT hash FROM audit_events WHERE chain = $1 AND seq = 5")
+        .bind(&org)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get("hash");
+    sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq <= 5")
+        .bind(&org)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_checkpoints WHERE chain = $1 AND seq < 5")
+        .bind(&org)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_chain_heads SET anchor_seq = 5, anchor_hash = $1 WHERE chain = $2")
+        .bind(&hash_5)
+        .bind(&org)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    verify_fails_at(&app, &org, 5).await;
+    let (_, stdout, stderr) = mamori(&app, &["audit", "verify", "--org", &org]).await;
+    assert!(stderr.contains("truncated"), "{stdout}\n{stderr}");
+    let text = export_jsonl(&app, &alice, &org).await;
+    let broken = audit_verifier::verify_export(&text, &key).unwrap_err();
+    assert_eq!(broken.seq, 5, "{broken:?}");
+    std::fs::write(&file, &text).unwrap();
+    let (ok, _, stderr) = verify_export_cli(&app, &file, &encoded_key).await;
+    assert!(!ok, "verify-export passes a truncated chain");
+    assert!(stderr.contains("first bad seq 5:"), "{stderr}");
 }

@@ -4,7 +4,8 @@
 //! server's ed25519-dalek. The tests in `audit.rs` verify what the server exports with it, so a
 //! bug shared by the server's writer and its own verifier cannot hide.
 //!
-//! What it checks in a JSON Lines export: the anchor line comes first; every event carries
+//! What it checks in a JSON Lines export: the anchor line comes first, and unless it is the
+//! genesis it carries retention's signature of the purge that made it; every event carries
 //! exactly the hashed fields plus `hash`; every `hash` recomputes as
 //! `hex(SHA-256(prev_hash + "\n" + JCS(event without "hash")))`; `seq` rises by one from the
 //! anchor and each `prev_hash` is the hash before it; every checkpoint is signed by the
@@ -337,6 +338,53 @@ pub(crate) fn check_checkpoint(
     Ok((seq, hash))
 }
 
+/// The anchor a chain starts from: the genesis (seq 0, 64 zeros, unsigned), or, after
+/// retention purged events up to `seq`, the purge signed by the published key over
+/// `JCS({anchor: true, chain, hash, seq, time})`.
+pub(crate) fn check_anchor(
+    anchor: &Value,
+    seq: i64,
+    hash: &str,
+    public_key: &[u8],
+) -> Result<(), String> {
+    let object = anchor.as_object().ok_or("anchor is not an object")?;
+    let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    if seq == 0 {
+        if fields != ["chain", "hash", "seq"] || hash != "0".repeat(64) {
+            return Err(format!(
+                "an anchor at seq 0 is the genesis, unsigned: {anchor}"
+            ));
+        }
+        return Ok(());
+    }
+    if fields != ["chain", "hash", "key_id", "seq", "signature", "time"] {
+        return Err(format!(
+            "events up to seq {seq} are gone and no signed purge covers the anchor: {anchor}"
+        ));
+    }
+    if anchor["key_id"] != key_id_of(public_key) {
+        return Err(format!("anchor names key {}", anchor["key_id"]));
+    }
+    let signature = anchor["signature"]
+        .as_str()
+        .and_then(|text| (!text.contains('=')).then_some(text))
+        .and_then(base64_decode)
+        .ok_or("anchor signature is not unpadded base64url")?;
+    let mut signed = Map::new();
+    signed.insert(String::from("anchor"), Value::Bool(true));
+    for field in ["chain", "hash", "seq", "time"] {
+        signed.insert(field.to_owned(), anchor[field].clone());
+    }
+    let message = jcs(&Value::Object(signed))?;
+    if !ed25519_verifies(public_key, message.as_bytes(), &signature) {
+        return Err(format!(
+            "the purge up to seq {seq}: signature does not verify"
+        ));
+    }
+    Ok(())
+}
+
 fn is_hash(value: &Value) -> bool {
     value.as_str().is_some_and(|text| {
         text.len() == 64
@@ -441,6 +489,8 @@ pub(crate) fn verify_export(text: &str, public_key: &[u8]) -> Result<Verified, B
         return Err(broken(0, format!("bad anchor {anchor}")));
     };
     let anchor_hash = anchor["hash"].as_str().unwrap_or_default().to_owned();
+    check_anchor(anchor, anchor_seq, &anchor_hash, public_key)
+        .map_err(|why| broken(anchor_seq, why))?;
     let mut verified = Verified {
         chain: chain.to_owned(),
         anchor_seq,
