@@ -650,8 +650,15 @@ async fn notices_are_mailed_for_on_off_and_new_codes(engine: TestEngine) {
     let (app, smtp) = spawn_with_smtp(engine).await;
     let (_, token) = app.account_with_session(ADA).await;
     let (secret, _) = enable_two_step(&app, &token).await;
-    let subjects = subjects_delivered(&app, &smtp, ADA, 1).await;
-    assert_eq!(subjects, ["Two-step verification was switched on"]);
+    // The first mail is the sign-up's address verification.
+    let subjects = subjects_delivered(&app, &smtp, ADA, 2).await;
+    assert_eq!(
+        subjects,
+        [
+            "Confirm your email address",
+            "Two-step verification was switched on"
+        ]
+    );
 
     json_of(
         app.post(
@@ -663,10 +670,10 @@ async fn notices_are_mailed_for_on_off_and_new_codes(engine: TestEngine) {
         200,
     )
     .await;
-    let subjects = subjects_delivered(&app, &smtp, ADA, 2).await;
-    assert_eq!(subjects[1], "New recovery codes were made");
-    let text = crate::mail::text_of(&smtp.messages_to(ADA)[1]);
-    assert!(text.contains("earlier codes no longer work"), "{text}");
+    let subjects = subjects_delivered(&app, &smtp, ADA, 3).await;
+    assert_eq!(subjects[2], "New recovery codes were made");
+    let text = crate::mail::text_of(&smtp.messages_to(ADA)[2]);
+    assert!(text.contains("previous codes no longer work"), "{text}");
     assert!(!text.contains(&secret), "no secret in a notice");
 
     let response = app
@@ -678,8 +685,8 @@ async fn notices_are_mailed_for_on_off_and_new_codes(engine: TestEngine) {
         )
         .await;
     assert_eq!(response.status(), 204);
-    let subjects = subjects_delivered(&app, &smtp, ADA, 3).await;
-    assert_eq!(subjects[2], "Two-step verification was switched off");
+    let subjects = subjects_delivered(&app, &smtp, ADA, 4).await;
+    assert_eq!(subjects[3], "Two-step verification was switched off");
     // A failed switch-off sends nothing (nothing changed).
     assert!(smtp.messages_to(BOB).is_empty());
 }
