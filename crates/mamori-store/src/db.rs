@@ -56,22 +56,29 @@ pub async fn connect(
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10));
     let options = match engine {
-        Engine::Sqlite => options.after_connect(move |connection, _meta| {
-            Box::pin(async move {
-                let pragmas = match role {
-                    DatabaseRole::Data => {
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+        // A SQLite connection is a file handle in this process: it cannot drop the way a
+        // network connection can, so the ping the pool would send before every use (a round
+        // trip to the connection's worker thread) buys nothing and costs every query.
+        Engine::Sqlite => {
+            options
+                .test_before_acquire(false)
+                .after_connect(move |connection, _meta| {
+                    Box::pin(async move {
+                        let pragmas = match role {
+                            DatabaseRole::Data => {
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
-                    }
-                    DatabaseRole::Keyring => {
-                        "PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL; \
+                            }
+                            DatabaseRole::Keyring => {
+                                "PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL; \
                          PRAGMA secure_delete = ON; PRAGMA busy_timeout = 10000;"
-                    }
-                };
-                connection.execute(pragmas).await?;
-                Ok(())
-            })
-        }),
+                            }
+                        };
+                        connection.execute(pragmas).await?;
+                        Ok(())
+                    })
+                })
+        }
         Engine::Postgres => options,
     };
     let pool = options.connect(&url).await?;
