@@ -284,6 +284,17 @@ impl Application {
             self.backend.services.clone(),
             jobs_stopped.clone(),
         ));
+        let credentials = {
+            let services = self.backend.services.clone();
+            tokio::spawn(every(CREDENTIAL_SYNC, jobs_stopped.clone(), move || {
+                let services = services.clone();
+                async move {
+                    if let Err(error) = services.sync_credential_cache().await {
+                        tracing::error!(error = %error, "credential cache sync failed");
+                    }
+                }
+            }))
+        };
         let retention = tokio::spawn(run_retention(
             self.backend.services.clone(),
             self.clock.clone(),
@@ -321,12 +332,33 @@ impl Application {
         let _ = checkpoints.await;
         let _ = retention.await;
         let _ = authz.await;
+        let _ = credentials.await;
         // After the server: the requests that finished during shutdown are written too.
         if let Some(access_log) = access_log {
             let _ = access_log.await;
         }
         self.backend.close().await;
         result
+    }
+}
+
+/// How often the credential cache learns of other processes' revocations (see the store's
+/// `cache` module); the cache stops answering if this falls far behind.
+const CREDENTIAL_SYNC: Duration = Duration::from_millis(250);
+
+/// Runs `tick` every `period` until told to stop.
+async fn every<F, Fut>(period: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => tick().await,
+            _ = stop.changed() => break,
+        }
     }
 }
 

@@ -211,12 +211,16 @@ impl Services {
 
     /// The holder's own account.
     pub async fn me(&self, session: &AccountSession) -> Result<AccountView, ServiceError> {
-        let row = self
-            .store
-            .account(&session.account_id)
-            .await?
-            .filter(|row| row.status == AccountStatus::Active)
-            .ok_or(ServiceError::Unauthenticated)?;
+        let row = match self.store.cached_account(&session.account_id).await? {
+            Some(row) if row.status == AccountStatus::Active => row,
+            // Refuse only on what the database says now.
+            _ => self
+                .store
+                .account(&session.account_id)
+                .await?
+                .filter(|row| row.status == AccountStatus::Active)
+                .ok_or(ServiceError::Unauthenticated)?,
+        };
         let key = self.keyring.key(row.id.as_str()).await?;
         view_of(&row, &key)
     }

@@ -250,7 +250,7 @@ impl Services {
         let hash = secret_hash(secret);
         let row = self
             .store
-            .personal_token_by_hash(&hash)
+            .cached_personal_token_by_hash(&hash)
             .await?
             .filter(|row| tokens::hashes_equal(&row.token_hash, &hash) && row.expires_at > now)
             .ok_or(ServiceError::Unauthenticated)?;

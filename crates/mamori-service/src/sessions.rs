@@ -258,7 +258,7 @@ impl Services {
             let hash = secret_hash(secret);
             let token = self
                 .store
-                .operator_token_by_hash(&hash)
+                .cached_operator_token_by_hash(&hash)
                 .await?
                 .filter(|token| {
                     token.revoked_at.is_none() && tokens::hashes_equal(&token.token_hash, &hash)
@@ -272,13 +272,20 @@ impl Services {
             let hash = secret_hash(secret);
             let app = self
                 .store
-                .app_by_secret_hash(&hash)
+                .cached_app_by_secret_hash(&hash)
                 .await?
                 .filter(|app| tokens::hashes_equal(&app.secret_hash, &hash))
                 .ok_or(ServiceError::Unauthenticated)?;
             return Ok(Authenticated::App(AppPrincipal { app_id: app.id }));
         }
         Err(ServiceError::Unauthenticated)
+    }
+
+    /// Keeps the in-memory credential cache in step with other nodes' and processes'
+    /// revocations; `serve` calls it every 250 ms, and while it does not the cache is not
+    /// used (see the store's `cache` module).
+    pub async fn sync_credential_cache(&self) -> Result<(), ServiceError> {
+        Ok(self.store.sync_credential_cache().await?)
     }
 
     pub async fn authenticate_session(
@@ -290,12 +297,26 @@ impl Services {
             return Err(ServiceError::Unauthenticated);
         }
         let hash = secret_hash(token);
-        let session = self
+        let cached = self
             .store
-            .session_by_token_hash(&hash)
+            .cached_session_by_token_hash(&hash)
             .await?
             .filter(|session| tokens::hashes_equal(&session.token_hash, &hash))
             .ok_or(ServiceError::Unauthenticated)?;
+        let session = match self
+            .session_policy
+            .state(cached.created_at, cached.last_seen_at, now)
+        {
+            SessionState::Valid { .. } => cached,
+            // Another node may have seen the session since this one cached it: ask the
+            // database before refusing.
+            SessionState::IdleExpired | SessionState::LifetimeExpired => self
+                .store
+                .session_by_token_hash(&hash)
+                .await?
+                .filter(|session| tokens::hashes_equal(&session.token_hash, &hash))
+                .ok_or(ServiceError::Unauthenticated)?,
+        };
         match self
             .session_policy
             .state(session.created_at, session.last_seen_at, now)

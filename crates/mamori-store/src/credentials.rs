@@ -64,6 +64,12 @@ pub trait CredentialStore: Send + Sync {
         &self,
         token_hash: &str,
     ) -> Result<Option<PersonalTokenRow>, StoreError>;
+    /// [`CredentialStore::personal_token_by_hash`] through the credential cache (see
+    /// `Store::cached_session_by_token_hash`).
+    async fn cached_personal_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<PersonalTokenRow>, StoreError>;
     /// The account's tokens, oldest first, after `after` (creation time, ID) when given.
     async fn personal_tokens_of(
         &self,

@@ -9,6 +9,7 @@
 mod access_logs;
 mod audit;
 mod authz;
+mod cache;
 pub mod conformance;
 mod credentials;
 pub mod db;
@@ -65,6 +66,34 @@ pub trait Store:
     ) -> Result<Option<SessionRow>, StoreError>;
     /// Records that a session was used; a plain update outside any transaction.
     async fn touch_session(&self, id: &SessionId, now: Timestamp) -> Result<(), StoreError>;
+
+    /// [`Store::session_by_token_hash`], answered from memory when the credential cache may
+    /// (see `cache`): the row may be up to one sync behind another node's writes, so a caller
+    /// that would refuse on what it returns asks [`Store::session_by_token_hash`] first.
+    async fn cached_session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<SessionRow>, StoreError>;
+
+    /// [`Store::account`] through the credential cache.
+    async fn cached_account(&self, id: &AccountId) -> Result<Option<AccountRow>, StoreError>;
+
+    /// [`Store::operator_token_by_hash`] through the credential cache.
+    async fn cached_operator_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<OperatorTokenRow>, StoreError>;
+
+    /// [`Store::app_by_secret_hash`] through the credential cache.
+    async fn cached_app_by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<AppRow>, StoreError>;
+
+    /// Brings the credential cache in step with other processes' changes, and lets it answer
+    /// for a while; without calls to this (the command line) it never answers. `serve` calls
+    /// it every 250 ms.
+    async fn sync_credential_cache(&self) -> Result<(), StoreError>;
     /// The account's live sessions (created after `created_after` and seen after
     /// `seen_after`), oldest first, after the position `after` (creation time, ID) when given.
     /// The position is the cursor itself, so a page works even once that session is gone.

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod database;
+pub mod load;
 pub mod process;
 pub mod smtp;
 

@@ -72,6 +72,17 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `mamori serve` on a free loopback port and waits until it says where it listens.
     pub fn start(binary: &Path, database: &TestDatabase, extra_args: &[&str]) -> ServerProcess {
+        ServerProcess::start_within(binary, database, extra_args, Duration::from_secs(60))
+    }
+
+    /// [`ServerProcess::start`], waiting at most `limit` for it to listen (a large index
+    /// loads first).
+    pub fn start_within(
+        binary: &Path,
+        database: &TestDatabase,
+        extra_args: &[&str],
+        limit: Duration,
+    ) -> ServerProcess {
         let mut command = Command::new(binary);
         command
             .args(data_args(database))
@@ -79,12 +90,16 @@ impl ServerProcess {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
             .envs(data_env(database));
-        ServerProcess::spawn(command)
+        ServerProcess::spawn_within(command, limit)
     }
 
     /// Spawns a prepared `mamori ... serve` command (its standard output is taken over) and
     /// waits, at most 60 s, until it prints where it listens.
-    pub fn spawn(mut command: Command) -> ServerProcess {
+    pub fn spawn(command: Command) -> ServerProcess {
+        ServerProcess::spawn_within(command, Duration::from_secs(60))
+    }
+
+    fn spawn_within(mut command: Command, limit: Duration) -> ServerProcess {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -99,7 +114,7 @@ impl ServerProcess {
                 }
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + limit;
         let base_url = loop {
             if let Ok(url) = receiver.recv_timeout(Duration::from_millis(100)) {
                 break url;
@@ -109,7 +124,7 @@ impl ServerProcess {
             }
             assert!(
                 Instant::now() < deadline,
-                "mamori serve did not start within 60 s"
+                "mamori serve did not start within {limit:?}"
             );
         };
         ServerProcess { child, base_url }

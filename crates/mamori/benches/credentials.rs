@@ -18,16 +18,14 @@
 
 use mamori_core::Timestamp;
 use mamori_service::totp::{TotpKey, step_at};
+use mamori_testkit::load::{address_of, cpu_time, hammer, raw_request};
 use mamori_testkit::process::ServerProcess;
 use mamori_testkit::{GOOD_PASSWORD, TestDatabase, TestEngine};
 use std::hint::black_box;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const TOTP_TARGET: f64 = 200_000.0;
 const ME_TARGET_PER_CORE: f64 = 20_000.0;
@@ -146,11 +144,7 @@ async fn me_over_http(engine: TestEngine, duration: Duration) -> HttpMeasurement
     let database = TestDatabase::create(engine).await;
     let server = start_server(&database);
     let pid = server.child.id();
-    let address = server
-        .base_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let address = address_of(&server.base_url);
     let client = reqwest::Client::new();
     let sign_up = client
         .post(format!("{}/api/v1/accounts", server.base_url))
@@ -169,24 +163,24 @@ async fn me_over_http(engine: TestEngine, duration: Duration) -> HttpMeasurement
         .await
         .expect("session");
     let token = session["token"].as_str().expect("token").to_owned();
-    let request = Arc::new(
-        format!(
-            "GET /api/v1/me HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
-        )
-        .into_bytes(),
-    );
+    let request = Arc::new(vec![raw_request(
+        "GET",
+        &address,
+        "/api/v1/me",
+        &token,
+        None,
+    )]);
 
     let connections = 16;
     // Warm up: every connection open, caches filled.
-    run_clients(&address, &request, connections, Duration::from_millis(500)).await;
-    let server_stat = format!("/proc/{pid}/stat");
-    let server_before = cpu_time(&server_stat);
-    let client_before = cpu_time("/proc/self/stat");
+    hammer(&address, &request, connections, Duration::from_millis(500)).await;
+    let server_before = cpu_time(Some(pid));
+    let client_before = cpu_time(None);
     let started = Instant::now();
-    let (requests, failures) = run_clients(&address, &request, connections, duration).await;
+    let (requests, failures) = hammer(&address, &request, connections, duration).await;
     let elapsed = started.elapsed();
-    let server_cpu = cpu_time(&server_stat).saturating_sub(server_before);
-    let client_cpu = cpu_time("/proc/self/stat").saturating_sub(client_before);
+    let server_cpu = cpu_time(Some(pid)).saturating_sub(server_before);
+    let client_cpu = cpu_time(None).saturating_sub(client_before);
     let mut server = server;
     let exit = server.terminate();
     assert!(exit.success(), "mamori serve exited with {exit}");
@@ -198,80 +192,6 @@ async fn me_over_http(engine: TestEngine, duration: Duration) -> HttpMeasurement
         server_cpu,
         client_cpu,
     }
-}
-
-/// `connections` keep-alive connections each sending the request back to back until
-/// `duration` has passed; returns (200 answers, other answers).
-async fn run_clients(
-    address: &str,
-    request: &Arc<Vec<u8>>,
-    connections: usize,
-    duration: Duration,
-) -> (u64, u64) {
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let mut stream = TcpStream::connect(address).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let (request, ok, failed, stop) =
-            (request.clone(), ok.clone(), failed.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut buffer = vec![0u8; 16 * 1024];
-            while !stop.load(Ordering::Relaxed) {
-                stream.write_all(&request).await.expect("write");
-                let status = read_response(&mut stream, &mut buffer).await;
-                if status == 200 {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("client task");
-    }
-    (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
-}
-
-/// Reads one response (headers and a `Content-Length` body); returns its status.
-async fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> u16 {
-    let mut filled = 0;
-    loop {
-        let read = stream.read(&mut buffer[filled..]).await.expect("read");
-        assert!(read > 0, "connection closed");
-        filled += read;
-        let Some(head_end) = find(&buffer[..filled], b"\r\n\r\n") else {
-            continue;
-        };
-        let head = std::str::from_utf8(&buffer[..head_end]).expect("head");
-        let status: u16 = head[9..12].parse().expect("status");
-        let length: usize = head
-            .split("\r\n")
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .expect("content-length");
-        let total = head_end + 4 + length;
-        while filled < total {
-            let read = stream.read(&mut buffer[filled..]).await.expect("read");
-            assert!(read > 0, "connection closed");
-            filled += read;
-        }
-        return status;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 fn start_server(database: &TestDatabase) -> ServerProcess {
@@ -290,17 +210,6 @@ fn start_server(database: &TestDatabase) -> ServerProcess {
         }
     }
     ServerProcess::spawn(command)
-}
-
-/// User and system CPU time of a process (or thread) from its `stat` file.
-fn cpu_time(stat_path: &str) -> Duration {
-    let text = std::fs::read_to_string(stat_path)
-        .unwrap_or_else(|error| panic!("read {stat_path}: {error}"));
-    let after_name = &text[text.rfind(')').expect("stat format") + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * 10)
 }
 
 fn verdict(ok: bool) -> &'static str {

@@ -82,7 +82,21 @@ impl SqlTx {
             _permit,
             authz,
             local_revision,
+            evictions,
+            cache,
         } = *self;
+        // Credentials changed: bump the epoch so other processes' caches forget (see
+        // `crate::cache`). The row lock orders these writers like the revision's.
+        let epoch = if evictions.is_empty() {
+            None
+        } else {
+            let row = sqlx::query(
+                "UPDATE credential_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            Some(row.try_get::<i64, _>("epoch")?)
+        };
         let revision = if authz.is_empty() {
             None
         } else {
@@ -112,6 +126,10 @@ impl SqlTx {
         tx.commit().await?;
         if let Some(revision) = revision {
             local_revision.fetch_max(revision, Ordering::SeqCst);
+        }
+        if let Some(epoch) = epoch {
+            cache.evict(&evictions);
+            cache.bumped_here(epoch);
         }
         Ok(revision)
     }

@@ -116,6 +116,21 @@ impl CredentialStore for SqlStore {
         row.as_ref().map(token_from).transpose()
     }
 
+    async fn cached_personal_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<PersonalTokenRow>, StoreError> {
+        if let Some(row) = self.cache.personal_token(token_hash) {
+            return Ok(Some(row));
+        }
+        let ticket = self.cache.ticket();
+        let row = self.personal_token_by_hash(token_hash).await?;
+        if let Some(row) = &row {
+            self.cache.fill_personal_token(ticket, row);
+        }
+        Ok(row)
+    }
+
     async fn personal_tokens_of(
         &self,
         account: &AccountId,
@@ -152,6 +167,7 @@ impl CredentialStore for SqlStore {
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
+        self.cache.touch_personal_token(id.as_str(), now);
         Ok(())
     }
 }
@@ -345,6 +361,7 @@ impl CredentialStoreTx for SqlTx {
         account: &AccountId,
         id: &PersonalTokenId,
     ) -> Result<bool, StoreError> {
+        self.evictions.account(account);
         let result = sqlx::query("DELETE FROM personal_tokens WHERE id = $1 AND account_id = $2")
             .bind(id.as_str())
             .bind(account.as_str())
@@ -354,6 +371,7 @@ impl CredentialStoreTx for SqlTx {
     }
 
     async fn delete_credentials_of(&mut self, account: &AccountId) -> Result<(), StoreError> {
+        self.evictions.account(account);
         for table in [
             "recovery_codes",
             "two_step",

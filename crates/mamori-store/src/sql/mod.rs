@@ -11,6 +11,7 @@ mod credentials;
 mod orgs;
 mod recovery;
 
+use crate::cache::{CredentialCache, Evictions};
 use crate::db::{DatabaseRole, Engine, connect, data_migrator};
 use crate::error::StoreError;
 use crate::records::*;
@@ -35,6 +36,8 @@ pub struct SqlStore {
     write_gate: Option<Arc<Semaphore>>,
     /// The highest access-control revision this process committed.
     local_revision: Arc<AtomicI64>,
+    /// Sessions, tokens and accounts for authentication (see `crate::cache`).
+    cache: Arc<CredentialCache>,
 }
 
 impl SqlStore {
@@ -58,6 +61,7 @@ impl SqlStore {
             scan_pool: tokio::sync::OnceCell::new(),
             write_gate,
             local_revision: Arc::new(AtomicI64::new(0)),
+            cache: Arc::new(CredentialCache::default()),
         })
     }
 
@@ -191,6 +195,8 @@ impl Store for SqlStore {
             _permit: permit,
             authz: Vec::new(),
             local_revision: self.local_revision.clone(),
+            evictions: Evictions::default(),
+            cache: self.cache.clone(),
         }))
     }
 
@@ -230,12 +236,87 @@ impl Store for SqlStore {
         row.as_ref().map(session_from).transpose()
     }
 
+    async fn cached_session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        if let Some(row) = self.cache.session(token_hash) {
+            return Ok(Some(row));
+        }
+        let ticket = self.cache.ticket();
+        let row = self.session_by_token_hash(token_hash).await?;
+        if let Some(row) = &row {
+            self.cache.fill_session(ticket, row);
+        }
+        Ok(row)
+    }
+
+    async fn cached_account(&self, id: &AccountId) -> Result<Option<AccountRow>, StoreError> {
+        if let Some(row) = self.cache.account(id) {
+            return Ok(Some(row));
+        }
+        let ticket = self.cache.ticket();
+        let row = self.account(id).await?;
+        if let Some(row) = &row {
+            self.cache.fill_account(ticket, row);
+        }
+        Ok(row)
+    }
+
+    async fn cached_operator_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<OperatorTokenRow>, StoreError> {
+        if let Some(row) = self.cache.operator_token(token_hash) {
+            return Ok(Some(row));
+        }
+        let ticket = self.cache.ticket();
+        let row = self.operator_token_by_hash(token_hash).await?;
+        if let Some(row) = &row {
+            self.cache.fill_operator_token(ticket, row);
+        }
+        Ok(row)
+    }
+
+    async fn cached_app_by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<AppRow>, StoreError> {
+        if let Some(row) = self.cache.app(secret_hash) {
+            return Ok(Some(row));
+        }
+        let ticket = self.cache.ticket();
+        let row = self.app_by_secret_hash(secret_hash).await?;
+        if let Some(row) = &row {
+            self.cache.fill_app(ticket, row);
+        }
+        Ok(row)
+    }
+
+    async fn sync_credential_cache(&self) -> Result<(), StoreError> {
+        let epoch = sqlx::query("SELECT epoch FROM credential_epoch WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get::<i64, _>("epoch"));
+        match epoch {
+            Ok(epoch) => {
+                self.cache.synced(epoch);
+                Ok(())
+            }
+            Err(error) => {
+                self.cache.sync_failed();
+                Err(error.into())
+            }
+        }
+    }
+
     async fn touch_session(&self, id: &SessionId, now: Timestamp) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
             .bind(now.as_millis())
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
+        self.cache.touch_session(id.as_str(), now);
         Ok(())
     }
 
@@ -440,6 +521,10 @@ pub(crate) struct SqlTx {
     /// Changes for the access-control change log, written at commit (see `crate::authz`).
     authz: Vec<crate::authz::AuthzChange>,
     local_revision: Arc<AtomicI64>,
+    /// What the credential cache must forget at commit: every method that changes an
+    /// account, or deletes a session or token, notes it (see `crate::cache`).
+    pub(crate) evictions: Evictions,
+    pub(crate) cache: Arc<CredentialCache>,
 }
 
 #[async_trait]
@@ -478,6 +563,7 @@ impl StoreTx for SqlTx {
         display_name_sealed: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.evictions.account(id);
         let result = sqlx::query(
             "UPDATE accounts SET display_name_sealed = $1, updated_at = $2 \
              WHERE id = $3 AND status = 'active'",
@@ -496,6 +582,7 @@ impl StoreTx for SqlTx {
         password_hash: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.evictions.account(id);
         let result = sqlx::query(
             "UPDATE accounts SET password_hash = $1, updated_at = $2 \
              WHERE id = $3 AND status = 'active'",
@@ -513,6 +600,7 @@ impl StoreTx for SqlTx {
         id: &AccountId,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.evictions.account(id);
         let result = sqlx::query(
             "UPDATE accounts SET status = 'deleted', email_index = NULL, email_sealed = NULL, \
              display_name_sealed = NULL, password_hash = NULL, email_verified = 0, \
@@ -546,6 +634,7 @@ impl StoreTx for SqlTx {
         account: &AccountId,
         id: &SessionId,
     ) -> Result<bool, StoreError> {
+        self.evictions.account(account);
         let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND account_id = $2")
             .bind(id.as_str())
             .bind(account.as_str())
@@ -559,6 +648,7 @@ impl StoreTx for SqlTx {
         account: &AccountId,
         keep: Option<&SessionId>,
     ) -> Result<u64, StoreError> {
+        self.evictions.account(account);
         let result = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
             .bind(account.as_str())
             .bind(keep.map_or("", SessionId::as_str))
@@ -598,6 +688,7 @@ impl StoreTx for SqlTx {
         id: &AccountId,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.evictions.account(id);
         sqlx::query(
             "UPDATE accounts SET email_verified = 1, updated_at = $1 WHERE id = $2 AND status = 'active'",
         )

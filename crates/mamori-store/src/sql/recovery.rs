@@ -200,6 +200,7 @@ impl RecoveryStoreTx for SqlTx {
         email_sealed: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.evictions.account(account);
         let result = sqlx::query(
             "UPDATE accounts SET email_index = $1, email_sealed = $2, email_verified = 1, \
              updated_at = $3 WHERE id = $4 AND status = 'active'",

@@ -23,6 +23,7 @@ mamori_testkit::engine_tests!(
     sessions_end_after_30_days_even_in_use,
     bad_bearer_tokens_are_401,
     sessions_of_a_deleted_account_are_401,
+    revocations_reach_every_node,
 );
 
 const ADA: &str = "ada@example.com";
@@ -589,4 +590,72 @@ async fn sessions_of_a_deleted_account_are_401(engine: TestEngine) {
     app.clock.advance_millis(HOUR);
     assert_eq!(me_status(&app, &second.token).await, 401);
     assert_eq!(me_status(&app, &bob).await, 200);
+}
+
+/// Sessions and accounts are answered from memory on each node (the credential cache): a
+/// revocation on one node takes effect there before it answers, and on every other node once
+/// that node has synced its cache (every 250 ms while it serves).
+async fn revocations_reach_every_node(engine: TestEngine) {
+    let app = spawn_app(engine).await;
+    let mut settings = app.settings.clone();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    let node_b =
+        mamori_testkit::spawn_with(app.database.clone(), settings, app.clock.clone()).await;
+    app.sign_up(ADA, GOOD_PASSWORD, "Ada").await;
+    let first = log_in(&app, ADA, &[]).await;
+    let second = log_in(&app, ADA, &[]).await;
+    node_b.services.sync_credential_cache().await.unwrap();
+    app.services.sync_credential_cache().await.unwrap();
+    // Both nodes have read both sessions and the account.
+    for node in [&app, &node_b] {
+        for login in [&first, &second] {
+            let me = json_of(node.get("/api/v1/me", Some(&login.token)).await, 200).await;
+            assert_eq!(me["display_name"], "Ada");
+        }
+    }
+
+    // Revoked on A: refused on A at once, and on B after its next sync.
+    let response = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{}", second.id),
+            Some(&first.token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(me_status(&app, &second.token).await, 401);
+    node_b.services.sync_credential_cache().await.unwrap();
+    assert_eq!(me_status(&node_b, &second.token).await, 401);
+    assert_eq!(me_status(&node_b, &first.token).await, 200);
+
+    // An account change made on B shows on A after A's sync, and on B at once.
+    let response = node_b
+        .request(
+            Method::PATCH,
+            "/api/v1/me",
+            Some(&first.token),
+            Some(&json!({ "display_name": "Ada L." })),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let me = json_of(node_b.get("/api/v1/me", Some(&first.token)).await, 200).await;
+    assert_eq!(me["display_name"], "Ada L.");
+    app.services.sync_credential_cache().await.unwrap();
+    let me = json_of(app.get("/api/v1/me", Some(&first.token)).await, 200).await;
+    assert_eq!(me["display_name"], "Ada L.");
+
+    // Deleting the account on B ends its sessions on A too.
+    let response = node_b
+        .request(
+            Method::DELETE,
+            "/api/v1/me",
+            Some(&first.token),
+            Some(&json!({ "password": GOOD_PASSWORD })),
+        )
+        .await;
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+    assert_eq!(me_status(&node_b, &first.token).await, 401);
+    app.services.sync_credential_cache().await.unwrap();
+    assert_eq!(me_status(&app, &first.token).await, 401);
 }
