@@ -22,6 +22,7 @@
 //! The cache never decides anything: callers check expiry and status on what it returns as
 //! they would on a row from the database, and ask the database again before refusing.
 
+use crate::StoreError;
 use crate::credentials::PersonalTokenRow;
 use crate::records::{AccountRow, AppRow, OperatorTokenRow, SessionRow};
 use mamori_core::{AccountId, Timestamp};
@@ -171,6 +172,26 @@ impl CredentialCache {
         }
         let maps = self.maps.read().ok()?;
         pick(&maps, now)
+    }
+
+    /// Read-through: `cached` when the cache had the row, otherwise the row `load` reads,
+    /// kept by `fill` unless an eviction raced the read (the ticket is taken before `load`
+    /// runs; futures do nothing until awaited).
+    pub(crate) async fn read_through<R>(
+        &self,
+        cached: Option<R>,
+        load: impl Future<Output = Result<Option<R>, StoreError>>,
+        fill: impl FnOnce(&Self, Ticket, &R),
+    ) -> Result<Option<R>, StoreError> {
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let ticket = self.ticket();
+        let row = load.await?;
+        if let Some(row) = &row {
+            fill(self, ticket, row);
+        }
+        Ok(row)
     }
 
     pub(crate) fn ticket(&self) -> Ticket {

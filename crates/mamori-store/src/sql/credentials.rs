@@ -2,6 +2,7 @@
 
 use super::{SqlStore, SqlTx, optional_time_at, sql, time_at};
 use crate::StoreError;
+use crate::cache::CredentialCache;
 use crate::credentials::{
     CredentialStore, CredentialStoreTx, LoginChallengeRow, PersonalTokenRow, TwoStepRow,
 };
@@ -120,15 +121,13 @@ impl CredentialStore for SqlStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<PersonalTokenRow>, StoreError> {
-        if let Some(row) = self.cache.personal_token(token_hash) {
-            return Ok(Some(row));
-        }
-        let ticket = self.cache.ticket();
-        let row = self.personal_token_by_hash(token_hash).await?;
-        if let Some(row) = &row {
-            self.cache.fill_personal_token(ticket, row);
-        }
-        Ok(row)
+        self.cache
+            .read_through(
+                self.cache.personal_token(token_hash),
+                self.personal_token_by_hash(token_hash),
+                CredentialCache::fill_personal_token,
+            )
+            .await
     }
 
     async fn personal_tokens_of(

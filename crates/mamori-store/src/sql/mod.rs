@@ -240,57 +240,49 @@ impl Store for SqlStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<SessionRow>, StoreError> {
-        if let Some(row) = self.cache.session(token_hash) {
-            return Ok(Some(row));
-        }
-        let ticket = self.cache.ticket();
-        let row = self.session_by_token_hash(token_hash).await?;
-        if let Some(row) = &row {
-            self.cache.fill_session(ticket, row);
-        }
-        Ok(row)
+        self.cache
+            .read_through(
+                self.cache.session(token_hash),
+                self.session_by_token_hash(token_hash),
+                CredentialCache::fill_session,
+            )
+            .await
     }
 
     async fn cached_account(&self, id: &AccountId) -> Result<Option<AccountRow>, StoreError> {
-        if let Some(row) = self.cache.account(id) {
-            return Ok(Some(row));
-        }
-        let ticket = self.cache.ticket();
-        let row = self.account(id).await?;
-        if let Some(row) = &row {
-            self.cache.fill_account(ticket, row);
-        }
-        Ok(row)
+        self.cache
+            .read_through(
+                self.cache.account(id),
+                self.account(id),
+                CredentialCache::fill_account,
+            )
+            .await
     }
 
     async fn cached_operator_token_by_hash(
         &self,
         token_hash: &str,
     ) -> Result<Option<OperatorTokenRow>, StoreError> {
-        if let Some(row) = self.cache.operator_token(token_hash) {
-            return Ok(Some(row));
-        }
-        let ticket = self.cache.ticket();
-        let row = self.operator_token_by_hash(token_hash).await?;
-        if let Some(row) = &row {
-            self.cache.fill_operator_token(ticket, row);
-        }
-        Ok(row)
+        self.cache
+            .read_through(
+                self.cache.operator_token(token_hash),
+                self.operator_token_by_hash(token_hash),
+                CredentialCache::fill_operator_token,
+            )
+            .await
     }
 
     async fn cached_app_by_secret_hash(
         &self,
         secret_hash: &str,
     ) -> Result<Option<AppRow>, StoreError> {
-        if let Some(row) = self.cache.app(secret_hash) {
-            return Ok(Some(row));
-        }
-        let ticket = self.cache.ticket();
-        let row = self.app_by_secret_hash(secret_hash).await?;
-        if let Some(row) = &row {
-            self.cache.fill_app(ticket, row);
-        }
-        Ok(row)
+        self.cache
+            .read_through(
+                self.cache.app(secret_hash),
+                self.app_by_secret_hash(secret_hash),
+                CredentialCache::fill_app,
+            )
+            .await
     }
 
     async fn sync_credential_cache(&self) -> Result<(), StoreError> {

@@ -89,6 +89,19 @@ async fn me_status(app: &TestApp, token: &str) -> u16 {
     app.get("/api/v1/me", Some(token)).await.status().as_u16()
 }
 
+/// Deletes the account behind `token` with its password; the answer's status.
+async fn delete_me(app: &TestApp, token: &str) -> u16 {
+    app.request(
+        Method::DELETE,
+        "/api/v1/me",
+        Some(token),
+        Some(&json!({ "password": GOOD_PASSWORD })),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
 /// Walks the session list with `limit` per page; asserts every page's shape; returns the IDs.
 async fn walk(app: &TestApp, token: &str, limit: Option<usize>) -> Vec<String> {
     let mut ids = Vec::new();
@@ -553,15 +566,7 @@ async fn sessions_of_a_deleted_account_are_401(engine: TestEngine) {
     let first = log_in(&app, ADA, &[]).await;
     let second = log_in(&app, ADA, &[]).await;
     let (_, bob) = app.account_with_session(BOB).await;
-    let response = app
-        .request(
-            Method::DELETE,
-            "/api/v1/me",
-            Some(&first.token),
-            Some(&json!({ "password": GOOD_PASSWORD })),
-        )
-        .await;
-    assert_eq!(response.status(), 204);
+    assert_eq!(delete_me(&app, &first.token).await, 204);
     for token in [&first.token, &second.token] {
         for path in ["/api/v1/me", "/api/v1/me/sessions"] {
             check(
@@ -646,15 +651,7 @@ async fn revocations_reach_every_node(engine: TestEngine) {
     assert_eq!(me["display_name"], "Ada L.");
 
     // Deleting the account on B ends its sessions on A too.
-    let response = node_b
-        .request(
-            Method::DELETE,
-            "/api/v1/me",
-            Some(&first.token),
-            Some(&json!({ "password": GOOD_PASSWORD })),
-        )
-        .await;
-    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+    assert_eq!(delete_me(&node_b, &first.token).await, 204);
     assert_eq!(me_status(&node_b, &first.token).await, 401);
     app.services.sync_credential_cache().await.unwrap();
     assert_eq!(me_status(&app, &first.token).await, 401);
