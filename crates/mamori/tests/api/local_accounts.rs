@@ -26,6 +26,8 @@ mamori_testkit::engine_tests!(
     local_accounts_are_refused_what_only_ordinary_accounts_may_do,
     bad_input_changes_nothing,
     the_jobs_sweep_expired_challenges,
+    the_purge_deletes_every_local_account_of_the_organization_once,
+    the_endpoints_are_in_the_openapi_document,
 );
 
 const OWN_PASSWORD: &str = "juniper orbit candle 5180";
@@ -816,4 +818,95 @@ async fn the_jobs_sweep_expired_challenges(engine: TestEngine) {
     // A new log-in gets a new challenge; the account is still usable.
     let challenge = challenge_of(&app, &org, "hachi", &password).await;
     json_of(change_password(&app, &challenge, OWN_PASSWORD).await, 201).await;
+}
+
+async fn the_purge_deletes_every_local_account_of_the_organization_once(engine: TestEngine) {
+    let (app, smtp) = spawn_mailing(engine).await;
+    let (admin, org) = admin_and_org(&app, "admin@example.com").await;
+    let (other_admin, other_org) = admin_and_org(&app, "other@example.com").await;
+    let (first, first_session) =
+        local_with_session(&app, &smtp, (&admin, &org), "ichi", "ichi@example.com").await;
+    let (second, second_session) =
+        local_with_session(&app, &smtp, (&admin, &org), "ni", "ni@example.com").await;
+    let (kept, kept_session) = local_with_session(
+        &app,
+        &smtp,
+        (&other_admin, &other_org),
+        "ichi",
+        "kept@example.com",
+    )
+    .await;
+    let org_id = mamori_core::OrgId::parse(&org).unwrap();
+    let now = app.clock.now_timestamp();
+    assert_eq!(
+        app.services
+            .purge_org_local_accounts(&org_id, now)
+            .await
+            .unwrap(),
+        2
+    );
+    let keyring = app.services.keyring().clone();
+    for (account, session) in [(&first, &first_session), (&second, &second_session)] {
+        assert_eq!(me_status(&app, session).await, 401);
+        assert!(keyring.is_destroyed(account).await.unwrap());
+    }
+    let members = member_ids(&app, &admin, &org).await;
+    assert!(!members.contains(&first) && !members.contains(&second));
+    assert!(
+        local_list(&app, &admin, &org).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    expect_problem(
+        log_in_local(&app, &org, "ichi", OWN_PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    // Another organization's local account with the same login ID is untouched.
+    assert_eq!(me_status(&app, &kept_session).await, 200);
+    assert!(!keyring.is_destroyed(&kept).await.unwrap());
+    json_of(
+        log_in_local(&app, &other_org, "ichi", OWN_PASSWORD).await,
+        201,
+    )
+    .await;
+    // Idempotent.
+    assert_eq!(
+        app.services
+            .purge_org_local_accounts(&org_id, now)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn the_endpoints_are_in_the_openapi_document(engine: TestEngine) {
+    let (app, _smtp) = spawn_mailing(engine).await;
+    let document = json_of(app.get("/api/openapi.json", None).await, 200).await;
+    let paths = &document["paths"];
+    for (path, methods) in [
+        ("/api/v1/orgs/{org}/local-accounts", &["post", "get"][..]),
+        ("/api/v1/orgs/{org}/local-accounts/{account}", &["delete"]),
+        (
+            "/api/v1/orgs/{org}/local-accounts/{account}/password-reset",
+            &["post"],
+        ),
+        ("/api/v1/sessions/password-change", &["post"]),
+    ] {
+        for method in methods {
+            assert!(paths[path][method].is_object(), "{method} {path}");
+        }
+    }
+    let schemas = &document["components"]["schemas"];
+    for schema in [
+        "CreateLocalAccountRequest",
+        "LocalAccount",
+        "LocalAccountPage",
+        "PasswordChangeRequest",
+    ] {
+        assert!(schemas[schema].is_object(), "{schema}");
+    }
+    assert!(schemas["LogInRequest"]["properties"]["login_id"].is_object());
 }
