@@ -275,6 +275,28 @@ async fn registering_mails_the_initial_password_and_the_first_log_in_must_change
         "invalid_credentials",
     )
     .await;
+    // Every step is in the trail, and the initial password in none of it.
+    let pool = app.database.pool().await;
+    let events: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, details FROM audit_events ORDER BY occurred_at, seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let actions: Vec<&str> = events.iter().map(|(action, _)| action.as_str()).collect();
+    for expected in [
+        "org.local_account.created",
+        "session.password_change_required",
+        "account.password.changed",
+        "session.login",
+    ] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    assert!(
+        events
+            .iter()
+            .all(|(_, details)| !details.contains(&password))
+    );
     let list = local_list(&app, &admin, &org).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["items"][0]["must_change_password"], false);
