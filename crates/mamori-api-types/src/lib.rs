@@ -35,7 +35,8 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
     /// With `second_factor_required`: the challenge to send with the code to
-    /// `POST /api/v1/sessions/second-factor`.
+    /// `POST /api/v1/sessions/second-factor`; with `password_change_required`: the challenge
+    /// to send with a new password to `POST /api/v1/sessions/password-change`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
 }
@@ -85,7 +86,16 @@ pub struct Account {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogInRequest {
-    pub email: String,
+    /// The account's email address; or, for an organization-local account, `org_id` and
+    /// `login_id` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// An organization-local account's organization (`org_...`), with `login_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// An organization-local account's login ID, with `org_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_id: Option<String>,
     pub password: String,
 }
 
@@ -496,4 +506,48 @@ pub struct AuditTargetRequest {
     #[serde(rename = "type")]
     pub target_type: String,
     pub id: String,
+}
+
+/// ACC-7: register an organization-local account. Its initial password is mailed to `email`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLocalAccountRequest {
+    /// 1 to 64 ASCII letters, digits, `.`, `_` or `-`, starting with a letter or digit;
+    /// unique in the organization, compared without regard to case.
+    pub login_id: String,
+    pub display_name: String,
+    pub email: String,
+}
+
+/// An organization-local account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct LocalAccount {
+    /// `acc_...`
+    pub account_id: String,
+    pub org_id: String,
+    /// In lowercase.
+    pub login_id: String,
+    pub email: String,
+    pub display_name: String,
+    /// The password is still the initial one the holder must change at the next log-in.
+    pub must_change_password: bool,
+    /// Until when the initial password works (with `must_change_password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_password_expires_at: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct LocalAccountPage {
+    pub items: Vec<LocalAccount>,
+    pub next_cursor: Option<String>,
+}
+
+/// Sets an organization-local account's own password after a log-in with its initial one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    /// The `challenge` of the `password_change_required` problem.
+    pub challenge: String,
+    pub new_password: String,
 }

@@ -104,6 +104,51 @@ impl DisplayName {
     }
 }
 
+pub const LOGIN_ID_MAX_CHARS: usize = 64;
+
+/// The login ID of an organization-local account (ACC-7): what its holder types, with the
+/// organization's ID, instead of an email address. 1 to 64 characters: ASCII letters, digits,
+/// `.`, `_` and `-`, starting with a letter or digit; compared without regard to case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginId(String);
+
+impl LoginId {
+    pub fn parse(field: &str, text: &str) -> Result<LoginId, FieldError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(FieldError::new(field, "is required"));
+        }
+        if text.chars().count() > LOGIN_ID_MAX_CHARS {
+            return Err(FieldError::new(field, "must be at most 64 characters"));
+        }
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(FieldError::new(
+                field,
+                "may hold only ASCII letters, digits, '.', '_' and '-'",
+            ));
+        }
+        if !text.as_bytes()[0].is_ascii_alphanumeric() {
+            return Err(FieldError::new(
+                field,
+                "must start with a letter or a digit",
+            ));
+        }
+        Ok(LoginId(text.to_ascii_lowercase()))
+    }
+
+    pub fn from_stored(text: String) -> LoginId {
+        LoginId(text)
+    }
+
+    /// The canonical (lowercase) form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A password that passed the policy, normalized (NFKC) so that the same characters typed on
 /// different keyboards hash the same. It never implements `Display` or `Debug` with content.
 pub struct NewPassword(String);
@@ -224,6 +269,18 @@ pub fn collect_errors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_ids_are_checked_and_lowercased() {
+        assert_eq!(
+            LoginId::parse("login_id", " Taro.Y-1 ").unwrap().as_str(),
+            "taro.y-1"
+        );
+        for bad in ["", "  ", "-taro", "ta ro", "tarō", "a@b", &"a".repeat(65)] {
+            assert!(LoginId::parse("login_id", bad).is_err(), "{bad:?}");
+        }
+        assert!(LoginId::parse("login_id", &"a".repeat(64)).is_ok());
+    }
 
     #[test]
     fn emails() {

@@ -109,4 +109,10 @@ pub mod action {
     pub const AUTHZ_TYPE_PUT: &str = "authz.type.put";
     pub const MAIL_SENT: &str = "mail.sent";
     pub const MAIL_FAILED: &str = "mail.failed";
+    /// Organization-local accounts (ACC-7).
+    pub const ORG_LOCAL_ACCOUNT_CREATED: &str = "org.local_account.created";
+    pub const ORG_LOCAL_ACCOUNT_DELETED: &str = "org.local_account.deleted";
+    pub const ORG_LOCAL_ACCOUNT_PASSWORD_RESET: &str = "org.local_account.password_reset";
+    pub const ORG_LOCAL_ACCOUNTS_PURGED: &str = "org.local_accounts.purged";
+    pub const SESSION_PASSWORD_CHANGE_REQUIRED: &str = "session.password_change_required";
 }

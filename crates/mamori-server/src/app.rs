@@ -488,6 +488,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::operator::router())
         .merge(routes::access_logs::router())
         .merge(routes::orgs::router())
+        .merge(routes::local_accounts::router())
         .merge(routes::teams::router())
         .merge(routes::org_apps::router())
         .merge(routes::app_api::router())

@@ -100,6 +100,15 @@ impl ApiError {
                 ),
                 Vec::new(),
             ),
+            ApiError::Service(S::PasswordChangeRequired { .. }) => (
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "Password change required",
+                String::from(
+                    "the password is an initial one: send the challenge with a new password to /api/v1/sessions/password-change",
+                ),
+                Vec::new(),
+            ),
             ApiError::Service(S::Refused {
                 kind,
                 code,
@@ -231,7 +240,10 @@ impl IntoResponse for ApiError {
         }
         let (status, code, title, detail, errors) = self.parts();
         let mut response = match &self {
-            ApiError::Service(ServiceError::SecondFactorRequired { challenge }) => {
+            ApiError::Service(
+                ServiceError::SecondFactorRequired { challenge }
+                | ServiceError::PasswordChangeRequired { challenge },
+            ) => {
                 problem_response_with(status, code, title, detail, errors, Some(challenge.clone()))
             }
             _ => problem_response(status, code, title, detail, errors),

@@ -356,6 +356,8 @@ impl Services {
         }
         tx.scrub_invitations_of(&row.id).await?;
         tx.delete_account_tokens(&row.id).await?;
+        // An organization-local account's login ID is free again (ACC-7).
+        tx.delete_local_account(&row.id).await?;
         tx.request_key_destruction(row.id.as_str(), now).await?;
         self.record_and_commit(
             tx,

@@ -37,6 +37,10 @@ pub enum ServiceError {
     /// and this challenge.
     #[error("second factor required")]
     SecondFactorRequired { challenge: String },
+    /// The password was right but is an initial one (an organization-local account, ACC-7):
+    /// set a new password with this challenge before anything else.
+    #[error("password change required")]
+    PasswordChangeRequired { challenge: String },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }

@@ -17,6 +17,8 @@ pub struct JobReport {
     pub mail_purged: u64,
     /// Login throttles and account tokens no longer needed (issue 4).
     pub recovery_purged: u64,
+    /// Expired log-in challenges: the second step's `mmc_` and the password change's `mmf_`.
+    pub challenges_expired: u64,
 }
 
 impl JobReport {
@@ -56,7 +58,9 @@ impl Services {
                 .store
                 .delete_expired_account_tokens(now.plus_millis(-86_400_000))
                 .await?;
+        let challenges_expired = self.store.delete_expired_login_challenges(now).await?;
         Ok(JobReport {
+            challenges_expired,
             sessions_expired,
             keys_destroyed,
             mail_purged,

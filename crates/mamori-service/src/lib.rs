@@ -16,6 +16,7 @@ mod authz;
 mod error;
 pub mod jcs;
 pub mod jobs;
+pub mod local_accounts;
 pub mod mail;
 pub mod notices;
 mod operator;
@@ -48,6 +49,7 @@ pub use authz::{
     RelationshipInput, consistency_token,
 };
 pub use error::{Refusal, ServiceError};
+pub use local_accounts::{LocalAccountView, NewLocalAccount};
 pub use mail::{
     DeliveryReport, Mail, MailSettings, MailTransport, OutboxEntry, SendError, SmtpMailer,
 };

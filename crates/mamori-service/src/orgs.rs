@@ -282,6 +282,8 @@ impl Services {
         now: Timestamp,
     ) -> Result<OrgView, ServiceError> {
         let name = parse_org_name("name", name)?;
+        self.refuse_local_account(&session.account_id, "create an organization")
+            .await?;
         let org_id = OrgId::from_random(&id_random()?);
         let key = self
             .keyring
@@ -601,6 +603,19 @@ impl Services {
         let Some(target) = tx.membership_in_tx(&access.org_id, &account).await? else {
             return Err(ServiceError::NotFound);
         };
+        // ACC-7: a local account belongs to this organization; it goes only with its
+        // deletion, through the local-accounts endpoint.
+        if tx
+            .local_account_in_tx(&access.org_id, &account)
+            .await?
+            .is_some()
+        {
+            return Err(ServiceError::refused(
+                Refusal::Conflict,
+                "local_account",
+                "this is an organization-local account: delete it under /local-accounts instead",
+            ));
+        }
         let n_admins = tx.count_admins(&access.org_id).await?;
         org::check_removal(actor, leaving, target.membership(), n_admins).map_err(|denied| {
             if actor.is_admin() || leaving {
@@ -969,6 +984,8 @@ impl Services {
             .account(&session.account_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
+        self.refuse_local_account(&account.id, "join another organization")
+            .await?;
         let email_index = account
             .email_index
             .clone()

@@ -394,6 +394,8 @@ impl Services {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let new_email = Email::parse("email", new_email)?;
+        self.refuse_local_account(&session.account_id, "change its email address")
+            .await?;
         let account = self
             .verified_account(session, context, password, "password", now)
             .await?;

@@ -166,17 +166,13 @@ impl Services {
         let (account, needs_rehash) = match (account, verification) {
             (Some(account), Verification::Match { needs_rehash }) => (account, needs_rehash),
             (account, _) => {
-                let mut tx = self.store.begin().await?;
-                let target = account.as_ref().map(|row| row.id.as_str().to_owned());
-                let mut draft =
-                    AuditDraft::new(ActorKind::Anonymous, None, action::SESSION_LOGIN_FAILED)
-                        .outcome(Outcome::Failure)
-                        .details(json!({ "reason": "invalid_credentials" }));
-                if let Some(target) = target.as_deref() {
-                    draft = draft.target("account", target);
-                }
-                self.record(tx.as_mut(), context, draft, now).await?;
-                tx.commit().await?;
+                self.record_login_failure(
+                    context,
+                    account.as_ref().map(|row| &row.id),
+                    "invalid_credentials",
+                    now,
+                )
+                .await?;
                 return Err(ServiceError::InvalidCredentials);
             }
         };
@@ -185,19 +181,78 @@ impl Services {
         } else {
             None
         };
+        self.finish_log_in(context, &account.id, &login_name, rehash.as_deref(), now)
+            .await
+    }
+
+    /// Records a failed log-in in a transaction of its own.
+    pub(crate) async fn record_login_failure(
+        &self,
+        context: &RequestContext,
+        account: Option<&AccountId>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let tx = self.store.begin().await?;
+        let mut draft = AuditDraft::new(ActorKind::Anonymous, None, action::SESSION_LOGIN_FAILED)
+            .outcome(Outcome::Failure)
+            .details(json!({ "reason": reason }));
+        if let Some(target) = account {
+            draft = draft.target("account", target.as_str());
+        }
+        self.record_and_commit(tx, context, draft, now).await
+    }
+
+    /// After a right password: a challenge for the second factor when two-step verification
+    /// is on, otherwise a session. `login_name` is the throttle key, cleared on success.
+    pub(crate) async fn finish_log_in(
+        &self,
+        context: &RequestContext,
+        account: &AccountId,
+        login_name: &str,
+        rehash: Option<&str>,
+        now: Timestamp,
+    ) -> Result<NewSession, ServiceError> {
         // Two-step verification (ACC-6): with it on, the password earns a challenge, not a
         // session; `complete_second_factor` finishes the log-in (see `two_step`).
-        if self.store.two_step_enabled(&account.id).await? {
+        if self.store.two_step_enabled(account).await? {
             let challenge = self
-                .start_second_factor(context, &account.id, rehash.as_deref(), now)
+                .start_second_factor(context, account, rehash, now)
                 .await?;
             return Err(ServiceError::SecondFactorRequired { challenge });
         }
+        let mut tx = self.store.begin().await?;
+        if let Some(hash) = rehash {
+            tx.update_password_hash(account, hash, now).await?;
+        }
+        // Brute-force protection: a success starts the count again.
+        self.clear_login_attempts(tx.as_mut(), login_name).await?;
+        let (token, session) = self
+            .open_session_in_tx(
+                tx,
+                context,
+                account,
+                json!({ "password_rehashed": rehash.is_some() }),
+                now,
+            )
+            .await?;
+        Ok(NewSession { token, session })
+    }
+
+    /// Inside `tx`: a new session for `account`, its `session.login` event, and the commit.
+    pub(crate) async fn open_session_in_tx(
+        &self,
+        mut tx: Box<dyn mamori_store::StoreTx>,
+        context: &RequestContext,
+        account: &AccountId,
+        details: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(String, AccountSession), ServiceError> {
         let token = tokens::new_secret(SESSION_PREFIX)?;
         let session = SessionRow {
             id: SessionId::from_random(&id_random()?),
             token_hash: secret_hash(&token),
-            account_id: account.id.clone(),
+            account_id: account.clone(),
             created_at: now,
             last_seen_at: now,
             ip: context.ip.clone(),
@@ -206,34 +261,28 @@ impl Services {
                 .as_ref()
                 .map(|agent| agent.chars().take(USER_AGENT_MAX_CHARS).collect()),
         };
-        let mut tx = self.store.begin().await?;
-        if let Some(hash) = rehash.as_deref() {
-            tx.update_password_hash(&account.id, hash, now).await?;
-        }
         tx.insert_session(&session).await?;
-        // Brute-force protection: a success starts the count again.
-        self.clear_login_attempts(tx.as_mut(), &login_name).await?;
         self.record_and_commit(
             tx,
             context,
             AuditDraft::new(
                 ActorKind::Account,
-                Some(account.id.as_str()),
+                Some(account.as_str()),
                 action::SESSION_LOGIN,
             )
             .target("session", session.id.as_str())
-            .details(json!({ "password_rehashed": rehash.is_some() })),
+            .details(details),
             now,
         )
         .await?;
-        Ok(NewSession {
+        Ok((
             token,
-            session: AccountSession {
-                account_id: account.id,
+            AccountSession {
+                account_id: account.clone(),
                 credential: Credential::Session(session.id),
                 expires_at: self.session_policy.expires_at(now, now),
             },
-        })
+        ))
     }
 
     /// Turns a bearer secret into a capability, or `Unauthenticated`.

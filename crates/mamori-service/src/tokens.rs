@@ -15,6 +15,10 @@ pub const APP_PREFIX: &str = "mma_";
 pub const PERSONAL_TOKEN_PREFIX: &str = "mmp_";
 /// The challenge between the password and the second factor of a log-in.
 pub const CHALLENGE_PREFIX: &str = "mmc_";
+/// The challenge between an initial password and the new one an organization-local account
+/// must set (ACC-7). Stored, hashed, beside the `mmc_` challenges; the prefix is part of what
+/// is hashed, so one kind can never be used as the other.
+pub const PASSWORD_CHANGE_PREFIX: &str = "mmf_";
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], ServiceError> {
     let mut bytes = [0u8; N];

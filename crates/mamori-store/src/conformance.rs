@@ -45,6 +45,7 @@ pub async fn run(store: &dyn Store) {
     sessions(store).await;
     audit_chain(store).await;
     key_destructions(store).await;
+    local_accounts(store).await;
 }
 
 async fn accounts(store: &dyn Store) {
@@ -363,4 +364,217 @@ async fn key_destructions(store: &dyn Store) {
     );
     store.complete_key_destruction("acc_x").await.unwrap();
     assert!(store.pending_key_destructions(10).await.unwrap().is_empty());
+}
+
+/// ACC-7: local accounts are found by login name, listed per organization, and deleted all
+/// at once with everything that let them in when their organization is purged.
+async fn local_accounts(store: &dyn Store) {
+    use crate::{LocalAccountRow, LoginChallengeRow, OrgRow, PersonalTokenRow};
+    use mamori_core::{OrgId, PersonalTokenId};
+
+    let org = OrgId::from_random(&[70; 17]);
+    let other_org = OrgId::from_random(&[71; 17]);
+    let local_row = |n: u8, org: &OrgId, account: &AccountId| LocalAccountRow {
+        account_id: account.clone(),
+        org_id: org.clone(),
+        login_index: format!("login-index-{n}"),
+        login_id_sealed: format!("sealed-login-{n}"),
+        must_change_password: true,
+        initial_password_expires_at: Some(Timestamp::from_millis(9_000)),
+        created_by: None,
+        created_at: Timestamp::from_millis(1_000),
+        updated_at: Timestamp::from_millis(1_000),
+    };
+    let local = |n: u8| {
+        let mut row = account(n, "unused");
+        row.email_index = None;
+        row
+    };
+    let (a, b, c) = (local(72), local(73), local(74));
+    let mut tx = store.begin().await.unwrap();
+    for id in [&org, &other_org] {
+        tx.insert_org(&OrgRow {
+            id: id.clone(),
+            name_sealed: String::from("sealed-org"),
+            status: String::from("active"),
+            require_two_step: false,
+            created_at: Timestamp::from_millis(1_000),
+            updated_at: Timestamp::from_millis(1_000),
+            require_verified_email: false,
+        })
+        .await
+        .unwrap();
+    }
+    for (n, row, in_org) in [(72, &a, &org), (73, &b, &org), (74, &c, &other_org)] {
+        tx.insert_account(row).await.unwrap();
+        tx.insert_local_account(&local_row(n, in_org, &row.id))
+            .await
+            .unwrap();
+        tx.insert_session(&session(n, &row.id, 1_000))
+            .await
+            .unwrap();
+        tx.insert_personal_token(&PersonalTokenRow {
+            id: PersonalTokenId::from_random(&[n; 17]),
+            account_id: row.id.clone(),
+            name_sealed: String::from("sealed-token-name"),
+            scope: String::from("full"),
+            token_hash: format!("pat-hash-{n}"),
+            created_at: Timestamp::from_millis(1_000),
+            expires_at: Timestamp::from_millis(1_000_000),
+            last_used_at: None,
+        })
+        .await
+        .unwrap();
+        tx.insert_login_challenge(&LoginChallengeRow {
+            challenge_hash: format!("challenge-hash-{n}"),
+            account_id: row.id.clone(),
+            created_at: Timestamp::from_millis(1_000),
+            expires_at: Timestamp::from_millis(1_000_000),
+            failures: 0,
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // A login name is one organization's: the same index again is a conflict.
+    let mut tx = store.begin().await.unwrap();
+    let twin = local(75);
+    tx.insert_account(&twin).await.unwrap();
+    let error = tx
+        .insert_local_account(&local_row(72, &org, &twin.id))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error:?}");
+    drop(tx);
+
+    let (found, found_account) = store
+        .local_account_by_login("login-index-73")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, local_row(73, &org, &b.id));
+    assert_eq!(found_account, b);
+    assert_eq!(
+        store
+            .local_account_by_login("login-index-none")
+            .await
+            .unwrap(),
+        None
+    );
+    let page = store.local_accounts_of_org(&org, None, 1).await.unwrap();
+    let first = page[0].0.account_id.clone();
+    let rest = store
+        .local_accounts_of_org(&org, Some(&first), 10)
+        .await
+        .unwrap();
+    let mut listed: Vec<AccountId> = page
+        .iter()
+        .chain(rest.iter())
+        .map(|(row, _)| row.account_id.clone())
+        .collect();
+    listed.sort();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // A new initial password revokes what let the account in.
+    let mut tx = store.begin().await.unwrap();
+    let ended = tx
+        .set_initial_password(
+            &a.id,
+            "$argon2id$new",
+            Timestamp::from_millis(50_000),
+            Timestamp::from_millis(2_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, 2, "one session and one token");
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.session_by_token_hash("token-hash-72").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.personal_token_by_hash("pat-hash-72").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.login_challenge("challenge-hash-72").await.unwrap(),
+        None
+    );
+    // The holder's own password clears the flag once.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.set_own_password(&a.id, "$argon2id$own", Timestamp::from_millis(3_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.set_own_password(&a.id, "$argon2id$again", Timestamp::from_millis(3_000))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let row = store.local_account(&a.id).await.unwrap().unwrap();
+    assert!(!row.must_change_password);
+    assert_eq!(row.initial_password_expires_at, None);
+    assert_eq!(
+        store
+            .account(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$own")
+    );
+
+    // The purge deletes the organization's local accounts only, and is idempotent.
+    let mut tx = store.begin().await.unwrap();
+    let mut deleted = tx
+        .delete_org_local_accounts(&org, Timestamp::from_millis(4_000))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    deleted.sort();
+    assert_eq!(deleted, expected);
+    for row in [&a, &b] {
+        let tombstone = store.account(&row.id).await.unwrap().unwrap();
+        assert_eq!(tombstone.status, AccountStatus::Deleted);
+        assert_eq!(tombstone.email_sealed, None);
+        assert_eq!(tombstone.password_hash, None);
+        assert_eq!(store.local_account(&row.id).await.unwrap(), None);
+    }
+    assert_eq!(
+        store.session_by_token_hash("token-hash-73").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.personal_token_by_hash("pat-hash-73").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.login_challenge("challenge-hash-73").await.unwrap(),
+        None
+    );
+    let pending = store.pending_key_destructions(100).await.unwrap();
+    assert!(pending.contains(&a.id.to_string()) && pending.contains(&b.id.to_string()));
+    assert!(!pending.contains(&c.id.to_string()));
+    // The other organization's local account is untouched.
+    assert!(
+        store
+            .session_by_token_hash("token-hash-74")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.local_account(&c.id).await.unwrap().is_some());
+    let mut tx = store.begin().await.unwrap();
+    let again = tx
+        .delete_org_local_accounts(&org, Timestamp::from_millis(5_000))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(again.is_empty());
 }

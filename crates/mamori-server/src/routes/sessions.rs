@@ -9,7 +9,9 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mamori_api_types::{LogInRequest, Problem, SecondFactorRequest, SessionCreated};
+use mamori_api_types::{
+    LogInRequest, PasswordChangeRequest, Problem, SecondFactorRequest, SessionCreated,
+};
 use mamori_service::NewSession;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(log_in))
         .routes(routes!(second_factor))
+        .routes(routes!(password_change))
         .routes(routes!(log_out))
 }
 
@@ -43,13 +46,16 @@ fn session_cookie(token: &str, max_age_seconds: i64, secure: bool) -> Option<Hea
     .ok()
 }
 
-/// Log in with email and password. Answers the token and sets the `mamori_session` cookie.
+/// Log in with email and password, or, for an organization-local account, with `org_id`,
+/// `login_id` and password. Answers the token and sets the `mamori_session` cookie.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
     request_body = LogInRequest,
     responses(
         (status = 201, body = SessionCreated),
-        (status = 401, description = "wrong email or password; or `second_factor_required` with a `challenge` when two-step verification is on", body = Problem),
-        (status = 429, description = "too many attempts from this client (`rate_limited`) or for this email address (`account_locked`); see Retry-After", body = Problem),
+        (status = 401, description = "wrong email, login ID or password (`invalid_credentials`); `second_factor_required` with a `challenge` when two-step verification is on; `initial_password_expired` for a local account whose initial password is past its 7 days", body = Problem),
+        (status = 403, description = "`password_change_required` with a `challenge`: a local account's initial password was right; set a new one at /api/v1/sessions/password-change", body = Problem),
+        (status = 422, description = "`email`, or `org_id` with `login_id`, missing or malformed", body = Problem),
+        (status = 429, description = "too many attempts from this client (`rate_limited`) or for this login name (`account_locked`); see Retry-After", body = Problem),
     ))]
 async fn log_in(
     _limit: PerIp<Login>,
@@ -59,9 +65,57 @@ async fn log_in(
     ApiJson(body): ApiJson<LogInRequest>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
+    let new_session = match (body.email, body.org_id, body.login_id) {
+        (Some(email), None, None) => {
+            state
+                .services
+                .log_in(&context, &email, &body.password, now)
+                .await?
+        }
+        (None, Some(org_id), Some(login_id)) => {
+            state
+                .services
+                .log_in_local(&context, &org_id, &login_id, &body.password, now)
+                .await?
+        }
+        (None, Some(_), None) => return Err(ApiError::validation("login_id", "is required")),
+        (None, None, Some(_)) => return Err(ApiError::validation("org_id", "is required")),
+        (None, None, None) => return Err(ApiError::validation("email", "is required")),
+        (Some(_), _, _) => {
+            return Err(ApiError::validation(
+                "email",
+                "cannot be combined with org_id and login_id",
+            ));
+        }
+    };
+    Ok(session_response(&state, new_session, https))
+}
+
+/// Finish a log-in with an organization-local account's initial password: the challenge of
+/// `password_change_required` and the holder's new password. Answers as a log-in does.
+#[utoipa::path(post, path = "/api/v1/sessions/password-change", tag = "sessions",
+    request_body = PasswordChangeRequest,
+    responses(
+        (status = 201, body = SessionCreated),
+        (status = 401, description = "`invalid_challenge` (unknown, used or expired: log in again); or `second_factor_required` with a `challenge` when two-step verification is on", body = Problem),
+        (status = 422, description = "the new password breaks the password rules (nothing changes; the challenge stays usable)", body = Problem),
+        (status = 429, description = "too many attempts from this client (`rate_limited`); see Retry-After", body = Problem),
+    ))]
+async fn password_change(
+    _limit: PerIp<Login>,
+    State(state): State<AppState>,
+    Context(context): Context,
+    Https(https): Https,
+    ApiJson(body): ApiJson<PasswordChangeRequest>,
+) -> Result<Response, ApiError> {
     let new_session = state
         .services
-        .log_in(&context, &body.email, &body.password, now)
+        .complete_password_change(
+            &context,
+            &body.challenge,
+            &body.new_password,
+            state.clock.now(),
+        )
         .await?;
     Ok(session_response(&state, new_session, https))
 }

@@ -14,6 +14,7 @@ mod cli;
 mod conformance;
 mod http;
 mod keyring;
+mod local_accounts;
 mod mail;
 mod operator;
 mod org_access;

@@ -98,6 +98,8 @@ enum Fresh {
     EnabledApp,
     /// As `EnabledApp`, with the member selected.
     EnabledAppWithMember,
+    /// An organization-local account the administrator registered (ACC-7).
+    LocalAccount,
 }
 
 impl Fresh {
@@ -173,6 +175,7 @@ const TEAM_MEMBERS: &[&str] = &["/api/v1/orgs/{org}/teams/{team}/members?limit=5
 const APPS: &[&str] = &["/api/v1/orgs/{org}/apps"];
 const APP_MEMBERS: &[&str] = &["/api/v1/orgs/{org}/apps/{app}/members?limit=500"];
 const FRESH_APP_MEMBERS: &[&str] = &["/api/v1/orgs/{org}/apps/{fresh}/members?limit=500"];
+const LOCAL_ACCOUNTS: &[&str] = &["/api/v1/orgs/{org}/local-accounts?limit=500"];
 
 /// The table. Rows run top to bottom, each for every actor left to right; the two
 /// "last administrator" rows come before any row that adds an administrator.
@@ -217,6 +220,17 @@ fn rows() -> Vec<Row> {
         row("POST", "/api/v1/invitations/accept", Some(r#"{"token":"{fresh}"}"#),
                                                                             [403, 403, 403, 403, 403, 403, 403, 403]).fresh(Fresh::InvitationForStranger).watch(INVITATIONS)
                                                                             .code(403, "invitation_email_mismatch"),
+        // Organization-local accounts (ACC-7): those who may invite.
+        row("POST", "/api/v1/orgs/{org}/local-accounts", Some(r#"{"login_id":"{login}","display_name":"Local","email":"{email}"}"#),
+                                                                            [404, 403, 403, 201, 201, 404, 403, 403]).watch(LOCAL_ACCOUNTS),
+        row("GET", "/api/v1/orgs/{org}/local-accounts", None,               [404, 403, 403, 200, 200, 404, 403, 403]),
+        row("POST", "/api/v1/orgs/{org}/local-accounts/{fresh}/password-reset", None,
+                                                                            [404, 403, 403, 204, 204, 404, 403, 403]).fresh(Fresh::LocalAccount).watch(LOCAL_ACCOUNTS),
+        row("DELETE", "/api/v1/orgs/{org}/local-accounts/{fresh}", None,    [404, 403, 403, 204, 204, 404, 403, 403]).fresh(Fresh::LocalAccount).watch(LOCAL_ACCOUNTS),
+        row("DELETE", "/api/v1/orgs/{org}/members/{fresh}", None,           [404, 403, 403, 403, 409, 404, 403, 403]).fresh(Fresh::LocalAccount).watch(FRESH_MEMBER)
+                                                                            .code(409, "local_account"),
+        row("DELETE", "/api/v1/orgs/{other_org}/local-accounts/{fresh}", None,
+                                                                            [404, 404, 404, 404, 404, 404, 403, 403]).fresh(Fresh::LocalAccount).watch(LOCAL_ACCOUNTS),
         // Teams.
         row("POST", "/api/v1/orgs/{org}/teams", Some(r#"{"name":"Team of {actor}"}"#),
                                                                             [404, 403, 201, 201, 201, 404, 403, 403]).watch(TEAMS),
@@ -633,6 +647,10 @@ impl Fixture {
             ("{other_invitation}", self.other_invitation.clone()),
             ("{fresh}", fresh.to_owned()),
             ("{email}", email.to_owned()),
+            (
+                "{login}",
+                email.split('@').next().unwrap_or_default().to_owned(),
+            ),
             ("{actor}", actor.name().to_owned()),
         ]
     }
@@ -690,6 +708,20 @@ impl Fixture {
                     add_to_team(app, &self.member.token, org, &team, &person.id).await;
                 }
                 team
+            }
+            Fresh::LocalAccount => {
+                let email = self.next_email("local");
+                let login = email.split('@').next().unwrap_or_default().to_owned();
+                let created = setup(
+                    app,
+                    Method::POST,
+                    &format!("/api/v1/orgs/{org}/local-accounts"),
+                    admin,
+                    Some(json!({ "login_id": login, "display_name": "Local", "email": email })),
+                    201,
+                )
+                .await;
+                id_of(&created, "account_id")
             }
             Fresh::App => create_app(app, &self.operator_token, "Throwaway").await.0,
             Fresh::EnabledApp | Fresh::EnabledAppWithMember => {
