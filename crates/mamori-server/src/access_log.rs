@@ -44,6 +44,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 const CHANNEL_CAPACITY: usize = 10_000;
 /// A batch this large is written at once, without waiting for the interval.
 const BATCH_SIZE: usize = 500;
+/// At most this many records are taken from the channel at a time: under a backlog one
+/// transaction writes them all, rather than one transaction per `BATCH_SIZE`.
+const MAX_TAKE: usize = 4_096;
 /// What replaces a secret value, or a whole query string that cannot be parsed.
 pub const REDACTED: &str = "REDACTED";
 /// A query parameter whose name contains one of these (in any case) has its value replaced.
@@ -335,6 +338,7 @@ impl AccessLogWriter {
     /// Writes records until `stop` changes; then writes everything still queued and returns.
     pub async fn run(mut self, services: Arc<Services>, mut stop: watch::Receiver<bool>) {
         let mut batch: Vec<AccessLogEntry> = Vec::with_capacity(self.batch_size);
+        let mut messages: Vec<Message> = Vec::with_capacity(MAX_TAKE);
         // The first tick one interval from now: a tick at once would only find nothing.
         let mut interval = tokio::time::interval_at(
             tokio::time::Instant::now() + self.flush_interval,
@@ -343,10 +347,17 @@ impl AccessLogWriter {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                message = self.receiver.recv() => match message {
-                    Some(message) => self.take(&services, &mut batch, message).await,
-                    None => break,
-                },
+                received = self.receiver.recv_many(&mut messages, MAX_TAKE) => {
+                    if received == 0 {
+                        break;
+                    }
+                    for message in messages.drain(..) {
+                        self.take(&services, &mut batch, message).await;
+                    }
+                    if batch.len() >= self.batch_size {
+                        write(&services, &mut batch).await;
+                    }
+                }
                 _ = interval.tick() => {
                     write(&services, &mut batch).await;
                     self.warn_dropped();
@@ -365,12 +376,7 @@ impl AccessLogWriter {
 
     async fn take(&self, services: &Services, batch: &mut Vec<AccessLogEntry>, message: Message) {
         match message {
-            Message::Record(entry) => {
-                batch.push(*entry);
-                if batch.len() >= self.batch_size {
-                    write(services, batch).await;
-                }
-            }
+            Message::Record(entry) => batch.push(*entry),
             Message::Flush(ack) => {
                 write(services, batch).await;
                 let _ = ack.send(());

@@ -16,9 +16,9 @@ use tokio::sync::OwnedSemaphorePermit;
 const ACCESS_LOG_COLUMNS: &str = "id, logged_at, method, path, query, status, latency_us, \
     client_ip, user_agent, principal_type, principal_id, org_id, request_id";
 const ACCESS_LOG_COLUMN_COUNT: usize = 13;
-/// Rows per `INSERT`: 64 x 13 = 832 bound parameters, under the smallest limit of either
-/// engine (999 in SQLite builds before 3.32; 32,766 after; 65,535 in PostgreSQL).
-const INSERT_CHUNK_ROWS: usize = 64;
+/// Rows per `INSERT`: 256 x 13 = 3,328 bound parameters, under either engine's limit (32,766
+/// in the bundled SQLite, 3.32 or later; 65,535 in PostgreSQL).
+const INSERT_CHUNK_ROWS: usize = 256;
 
 fn access_log_from(row: &AnyRow) -> Result<AccessLogRow, StoreError> {
     let status: i64 = row.try_get("status")?;
