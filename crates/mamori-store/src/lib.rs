@@ -15,6 +15,7 @@ mod credentials;
 pub mod db;
 mod error;
 mod orgs;
+mod purge;
 mod records;
 mod recovery;
 mod sql;
@@ -33,6 +34,9 @@ pub use credentials::{
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use orgs::{OrgStore, OrgStoreTx};
+pub use purge::{
+    OrgPurgeRow, PurgeStepRow, PurgeStore, PurgeStoreTx, PurgeWebhookRow, WebhookAttempt,
+};
 pub use records::*;
 pub use recovery::{AccountTokenRow, LoginAttempt, RecoveryStore, RecoveryStoreTx, TokenPurpose};
 pub use sql::SqlStore;
@@ -43,7 +47,15 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
 pub trait Store:
-    OrgStore + AuditStore + AccessLogStore + RecoveryStore + AuthzStore + CredentialStore + Send + Sync
+    OrgStore
+    + AuditStore
+    + AccessLogStore
+    + RecoveryStore
+    + AuthzStore
+    + CredentialStore
+    + PurgeStore
+    + Send
+    + Sync
 {
     fn engine(&self) -> Engine;
 
@@ -154,7 +166,7 @@ pub trait Store:
 /// transaction as its change.
 #[async_trait]
 pub trait StoreTx:
-    OrgStoreTx + AuditStoreTx + RecoveryStoreTx + AuthzStoreTx + CredentialStoreTx + Send
+    OrgStoreTx + AuditStoreTx + RecoveryStoreTx + AuthzStoreTx + CredentialStoreTx + PurgeStoreTx + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
     /// Commits, returning the access-control revision this transaction wrote, if it changed

@@ -9,6 +9,7 @@ pub(crate) mod audit;
 mod authz;
 mod credentials;
 mod orgs;
+mod purge;
 mod recovery;
 
 use crate::cache::{CredentialCache, Evictions};
