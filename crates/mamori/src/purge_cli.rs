@@ -6,6 +6,7 @@ use clap::Subcommand;
 use mamori_core::{OrgId, Timestamp};
 use mamori_server::app::Backend;
 use mamori_server::config::Settings;
+use mamori_server::{Clock, SystemClock};
 use mamori_service::PurgeStatus;
 
 #[derive(Subcommand)]
@@ -76,16 +77,22 @@ pub async fn run(settings: &Settings, command: PurgeCommand, now: Timestamp) -> 
                 Ok(())
             }
             PurgeCommand::PurgeRun { now: at } => {
-                let now = match at {
-                    Some(text) => Timestamp::parse_rfc3339(&text)
-                        .with_context(|| format!("--now {text} is not an RFC 3339 time"))?,
-                    None => now,
+                // A given time holds for every round; otherwise each round runs at the current
+                // time, so the purge's lease is renewed as time passes.
+                let fixed = match at {
+                    Some(text) => Some(
+                        Timestamp::parse_rfc3339(&text)
+                            .with_context(|| format!("--now {text} is not an RFC 3339 time"))?,
+                    ),
+                    None => None,
                 };
+                let clock = || fixed.unwrap_or_else(|| SystemClock.now());
+                let now = clock();
                 let mut touched: Vec<OrgId> = Vec::new();
                 let (mut steps, mut rows, mut busy, mut failed) = (0, 0, 0, 0);
                 loop {
                     let report = services
-                        .run_purges_once(now)
+                        .run_purges_once(clock())
                         .await
                         .map_err(|error| anyhow::anyhow!("{error}"))?;
                     steps += report.steps_done;
@@ -102,7 +109,7 @@ pub async fn run(settings: &Settings, command: PurgeCommand, now: Timestamp) -> 
                     }
                 }
                 let webhooks = services
-                    .deliver_webhooks_once(now)
+                    .deliver_webhooks_once(clock())
                     .await
                     .map_err(|error| anyhow::anyhow!("{error}"))?;
                 println!(
@@ -111,7 +118,7 @@ pub async fn run(settings: &Settings, command: PurgeCommand, now: Timestamp) -> 
                 );
                 for org in &touched {
                     if let Some(status) = services
-                        .purge_status(org, now)
+                        .purge_status(org, clock())
                         .await
                         .map_err(|error| anyhow::anyhow!("{error}"))?
                     {
