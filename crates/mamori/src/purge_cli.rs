@@ -7,7 +7,7 @@ use mamori_core::{OrgId, Timestamp};
 use mamori_server::app::Backend;
 use mamori_server::config::Settings;
 use mamori_server::{Clock, SystemClock};
-use mamori_service::PurgeStatus;
+use mamori_service::{PurgeStatus, ServiceError};
 
 #[derive(Subcommand)]
 pub enum PurgeCommand {
@@ -72,7 +72,18 @@ pub async fn run(settings: &Settings, command: PurgeCommand, now: Timestamp) -> 
                 let status = services
                     .request_purge(None, &Default::default(), &org, &confirm, now)
                     .await
-                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                    .map_err(|error| match error {
+                        ServiceError::Validation(errors) => anyhow::anyhow!(
+                            "{}",
+                            errors
+                                .iter()
+                                .map(|e| format!("--{} {}", e.field, e.message))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                        ServiceError::NotFound => anyhow::anyhow!("no organization {org}"),
+                        other => anyhow::anyhow!("{other}"),
+                    })?;
                 print_status(&status);
                 Ok(())
             }

@@ -23,6 +23,8 @@ mamori_testkit::engine_tests!(
     apps_get_a_signed_webhook_retried_and_confirm,
     an_earlier_copy_of_the_data_store_cannot_be_read_after_the_purge,
     a_purge_killed_half_way_resumes_and_completes,
+    a_purge_leased_by_another_node_waits_for_its_lease,
+    the_command_line_requests_and_runs_a_purge,
 );
 
 const ADMIN_EMAIL: &str = "Adelheid.Contract@example.org";
@@ -1145,4 +1147,98 @@ async fn a_purge_killed_half_way_resumes_and_completes(engine: TestEngine) {
         pool.close().await;
         assert_eq!(n, 0, "{table}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+
+async fn a_purge_leased_by_another_node_waits_for_its_lease(engine: TestEngine) {
+    let w = world(engine).await;
+    w.request_purge().await;
+    // Another node holds the purge for 30 more seconds.
+    let lease_until = w.now().plus_millis(30_000);
+    let pool = w.app.database.pool().await;
+    sqlx::query("UPDATE org_purges SET lease_owner = 'node-elsewhere', lease_until = $1")
+        .bind(lease_until.as_millis())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let report = w.app.services.run_purges_once(w.now()).await.unwrap();
+    assert_eq!(report.busy, 1, "{report:?}");
+    assert_eq!(report.steps_done, 0);
+    assert!(w.status().await["steps"].as_array().unwrap().is_empty());
+    assert_eq!(count(&w.app, "memberships", "org_id", &w.org).await, 2);
+    // Once its lease has run out, this node takes the purge over and finishes it.
+    w.app.clock.set(lease_until);
+    w.run_purge().await;
+    assert!(w.status().await["finished_at"].is_string());
+    assert_eq!(count(&w.app, "memberships", "org_id", &w.org).await, 0);
+}
+
+async fn the_command_line_requests_and_runs_a_purge(engine: TestEngine) {
+    let w = world(engine).await;
+    let database = w.app.database.clone();
+    let org = w.org.clone();
+    let mamori = |args: Vec<String>| {
+        let database = database.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(binary(), &database, &args)
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>();
+    // The confirmation must repeat the organization's ID: nothing changes otherwise.
+    let (ok, _, stderr) = mamori(args(&[
+        "lifecycle",
+        "purge",
+        &org,
+        "--confirm",
+        "org_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ]))
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(stderr.contains("confirm"), "{stderr}");
+    assert_eq!(count(&w.app, "org_purges", "org_id", &org).await, 0);
+
+    let (ok, stdout, stderr) = mamori(args(&["lifecycle", "purge", &org, "--confirm", &org]))
+        .await
+        .unwrap();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("purge of {org}")), "{stdout}");
+    assert!(stdout.contains("not finished"), "{stdout}");
+    // The command line asked at the machine's time; run a little later than that.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let now = Timestamp::from_millis(i64::try_from(wall).unwrap() + 5_000).to_rfc3339();
+    let (ok, stdout, stderr) = mamori(args(&["lifecycle", "purge-run", "--now", &now]))
+        .await
+        .unwrap();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("at {now}: 10 purge steps done")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("finished {now}")), "{stdout}");
+    for step in STEPS {
+        assert!(
+            stdout.contains(&format!("step {step:<15} done {now}")),
+            "{step}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("webhook not delivered  attempts 1"),
+        "{stdout}"
+    );
+    // Again: nothing left to do.
+    let (ok, stdout, _) = mamori(args(&["lifecycle", "purge-run", "--now", &now]))
+        .await
+        .unwrap();
+    assert!(ok);
+    assert!(
+        stdout.starts_with(&format!("at {now}: 0 purge steps done")),
+        "{stdout}"
+    );
 }
