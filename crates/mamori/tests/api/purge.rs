@@ -25,6 +25,7 @@ mamori_testkit::engine_tests!(
     a_purge_killed_half_way_resumes_and_completes,
     a_purge_leased_by_another_node_waits_for_its_lease,
     the_command_line_requests_and_runs_a_purge,
+    a_webhook_is_retried_with_backoff_for_eight_days,
 );
 
 const ADMIN_EMAIL: &str = "Adelheid.Contract@example.org";
@@ -1240,5 +1241,79 @@ async fn the_command_line_requests_and_runs_a_purge(engine: TestEngine) {
     assert!(
         stdout.starts_with(&format!("at {now}: 0 purge steps done")),
         "{stdout}"
+    );
+}
+
+async fn a_webhook_is_retried_with_backoff_for_eight_days(engine: TestEngine) {
+    let w = world(engine).await;
+    // The receiver always fails.
+    let hooks = receiver(vec![503; 1_000]).await;
+    call_empty(
+        &w.app,
+        Method::PUT,
+        &format!("/api/v1/operator/apps/{}/webhook", w.app_id),
+        &w.operator,
+        Some(&json!({ "url": hooks.url })),
+        204,
+    )
+    .await;
+    w.request_purge().await;
+    let started = w.now();
+    let mut gaps = Vec::new();
+    let mut last = started;
+    loop {
+        let report = w.app.services.deliver_webhooks_once(w.now()).await.unwrap();
+        assert_eq!(report.delivered, 0);
+        if report.gave_up == 1 {
+            break;
+        }
+        assert_eq!(report.retrying, 1, "{report:?}");
+        gaps.push(w.now().millis_since(last));
+        last = w.now();
+        // Nothing before the next attempt is due.
+        let pool = w.app.database.pool().await;
+        let next: i64 = sqlx::query("SELECT next_attempt_at FROM purge_webhooks WHERE app_id = $1")
+            .bind(&w.app_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get("next_attempt_at");
+        pool.close().await;
+        w.app.clock.set(Timestamp::from_millis(next - 1));
+        assert!(
+            w.app
+                .services
+                .deliver_webhooks_once(w.now())
+                .await
+                .unwrap()
+                .is_idle()
+        );
+        w.app.clock.set(Timestamp::from_millis(next));
+        assert!(gaps.len() < 100, "no end to the retries");
+    }
+    let attempts = hooks.received.lock().unwrap().len() as i64;
+    assert_eq!(attempts, gaps.len() as i64 + 1);
+    // Exponential from a minute, capped at six hours, for at least seven days.
+    assert_eq!(&gaps[1..4], &[60_000, 120_000, 240_000]);
+    assert!(gaps.iter().all(|gap| *gap <= 6 * 3_600_000));
+    assert!(w.now().millis_since(started) >= 7 * 86_400_000);
+    let status = w.status().await;
+    let app = &status["apps"][0];
+    assert_eq!(app["attempts"], attempts, "{status}");
+    assert!(app["webhook_gave_up_at"].is_string());
+    assert_eq!(app["webhook_delivered_at"], Value::Null);
+    assert_eq!(
+        count(&w.app, "purge_webhook_attempts", "app_id", &w.app_id).await,
+        attempts
+    );
+    // Given up: never sent again.
+    w.app.clock.advance_millis(30 * 86_400_000);
+    assert!(
+        w.app
+            .services
+            .deliver_webhooks_once(w.now())
+            .await
+            .unwrap()
+            .is_idle()
     );
 }
