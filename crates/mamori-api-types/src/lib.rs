@@ -5,6 +5,7 @@
 mod access_logs;
 mod authz;
 mod credentials;
+mod purge;
 
 pub use access_logs::{AccessLog, AccessLogPage};
 pub use authz::{
@@ -17,6 +18,10 @@ pub use credentials::{
     ConfirmTotpRequest, CreatePersonalTokenRequest, DisableTotpRequest, PersonalToken,
     PersonalTokenCreated, PersonalTokenPage, RecoveryCodes, RegenerateRecoveryCodesRequest,
     SecondFactorRequest, SessionsRevoked, TotpEnrolment, TwoStepStatus,
+};
+pub use purge::{
+    Purge, PurgeApp, PurgeConfirmation, PurgeConfirmationRequest, PurgeRequest, PurgeStep,
+    SetWebhookRequest,
 };
 
 use serde::{Deserialize, Serialize};

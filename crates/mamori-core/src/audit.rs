@@ -82,6 +82,13 @@ pub mod action {
     pub const PERSONAL_TOKEN_REVOKED: &str = "account.token.revoked";
     pub const OPERATOR_TOKEN_CREATED: &str = "operator.token.created";
     pub const APP_CREATED: &str = "app.created";
+    /// The operator set or cleared an app's webhook URL (platform chain).
+    pub const APP_WEBHOOK_SET: &str = "app.webhook.set";
+    /// A purge of an organization was requested on demand (platform chain: the
+    /// organization's own chain is purged).
+    pub const ORG_PURGE_REQUESTED: &str = "org.purge.requested";
+    /// An app confirmed that it deleted its data of a purged organization (platform chain).
+    pub const ORG_PURGE_CONFIRMED: &str = "org.purge.app_confirmed";
     pub const ORG_CREATED: &str = "org.created";
     pub const ORG_UPDATED: &str = "org.updated";
     pub const ORG_PLAN_LIMIT_CHANGED: &str = "org.plan_limit.changed";

@@ -295,6 +295,11 @@ impl Application {
                 }
             }))
         };
+        let purges = tokio::spawn(run_purges(
+            self.backend.services.clone(),
+            self.clock.clone(),
+            jobs_stopped.clone(),
+        ));
         let retention = tokio::spawn(run_retention(
             self.backend.services.clone(),
             self.clock.clone(),
@@ -331,6 +336,7 @@ impl Application {
         let _ = mail.await;
         let _ = checkpoints.await;
         let _ = retention.await;
+        let _ = purges.await;
         let _ = authz.await;
         let _ = credentials.await;
         // After the server: the requests that finished during shutdown are written too.
@@ -400,6 +406,34 @@ async fn run_jobs(
         }
     }
 }
+
+/// Advances organization purges and delivers apps' `org.purge_started` webhooks every two
+/// seconds until told to stop (see `mamori_service::purge`).
+async fn run_purges(
+    services: Arc<Services>,
+    clock: Arc<dyn Clock>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    every(PURGE_PERIOD, stop, move || {
+        let services = services.clone();
+        let clock = clock.clone();
+        async move {
+            match services.run_purges_once(clock.now()).await {
+                Ok(report) if !report.is_idle() => tracing::info!(?report, "purges"),
+                Ok(_) => {}
+                Err(error) => tracing::error!(error = %error, "purge round failed"),
+            }
+            match services.deliver_webhooks_once(clock.now()).await {
+                Ok(report) if !report.is_idle() => tracing::info!(?report, "webhooks"),
+                Ok(_) => {}
+                Err(error) => tracing::error!(error = %error, "webhook delivery failed"),
+            }
+        }
+    })
+    .await;
+}
+
+const PURGE_PERIOD: Duration = Duration::from_secs(2);
 
 /// Delivers the outbox every few seconds until told to stop.
 async fn send_mail(
@@ -494,6 +528,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::app_api::router())
         .merge(routes::audit::router())
         .merge(routes::authz::router())
+        .merge(routes::purge::router())
         .split_for_parts();
     openapi.info.title = String::from("Mamori");
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

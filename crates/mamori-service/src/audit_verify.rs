@@ -249,7 +249,7 @@ fn signature_holds(checkpoint: &CheckpointRow, message: &str, key: &VerifyingKey
 fn check_page(
     walk: &mut ChainWalk,
     page: &AuditScanPage,
-    data_key: &DataKey,
+    data_key: Option<&DataKey>,
     checkpoints: &mut std::iter::Peekable<std::vec::IntoIter<CheckpointRow>>,
     key: &VerifyingKey,
     key_id: &str,
@@ -266,12 +266,12 @@ fn check_page(
         let name = match row.actor_name_sealed {
             Some(sealed) => match &last_name {
                 Some((known, name)) if known == sealed => Some(name.as_str()),
-                _ => match data_key.open_string(ACTOR_NAME_FIELD, sealed) {
-                    Ok(name) => {
+                _ => match data_key.map(|key| key.open_string(ACTOR_NAME_FIELD, sealed)) {
+                    Some(Ok(name)) => {
                         last_name = Some((sealed.to_owned(), name));
                         last_name.as_ref().map(|(_, name)| name.as_str())
                     }
-                    Err(_) => {
+                    _ => {
                         walk.fail(row.seq, "actor name cannot be opened");
                         None
                     }
@@ -354,7 +354,14 @@ impl Services {
         key: &VerifyingKey,
         key_id: &str,
     ) -> Result<ChainVerdict, ServiceError> {
-        let data_key = self.chain_key(&head.chain).await?;
+        // A chain with nothing after its anchor (cut by retention, or emptied by its
+        // organization's purge, whose key is destroyed) has no actor name to open: its key is
+        // not needed, and an event found after such a head fails to open.
+        let data_key = if head.last_seq > head.anchor_seq {
+            Some(self.chain_key(&head.chain).await?)
+        } else {
+            self.chain_key(&head.chain).await.ok()
+        };
         let mut walk = ChainWalk::new(&head.chain, head.anchor_seq, &head.anchor_hash);
         let all = self
             .store
@@ -391,8 +398,14 @@ impl Services {
             let data_key = data_key.clone();
             let key_id = key_id.clone();
             let checked = tokio::task::spawn_blocking(move || {
-                let checked =
-                    check_page(&mut walk, &page, &data_key, &mut checkpoints, &key, &key_id);
+                let checked = check_page(
+                    &mut walk,
+                    &page,
+                    data_key.as_ref().as_ref(),
+                    &mut checkpoints,
+                    &key,
+                    &key_id,
+                );
                 (walk, checkpoints, checked)
             })
             .await

@@ -23,6 +23,7 @@ mod operator;
 mod orgs;
 pub mod passwords;
 mod personal_tokens;
+pub mod purge;
 pub mod recovery;
 pub mod retention;
 mod sessions;
@@ -57,6 +58,7 @@ pub use operator::{NewApp, NewOperatorToken};
 pub use orgs::{InvitationView, MemberView, NewInvitation, OrgAccess, OrgView, Page, RoleChange};
 pub use passwords::{PasswordHashing, PasswordParams};
 pub use personal_tokens::{NewPersonalToken, PersonalTokenView, TokenScope};
+pub use purge::{PurgeAppStatus, PurgeRunReport, PurgeStatus, PurgeStepStatus, WebhookReport};
 pub use sessions::{
     AccountSession, AppPrincipal, Authenticated, Credential, NewSession, OperatorPrincipal,
     SessionView, SessionsPage,
@@ -85,6 +87,10 @@ pub struct Services {
     lockout: LockoutPolicy,
     /// The access-control index, kept in step with the store (see `authz`).
     authz: authz::LiveIndex,
+    /// This process's name as the holder of purge leases (see `purge`).
+    purge_node: std::sync::OnceLock<String>,
+    /// The HTTP client that delivers apps' webhooks, made on first use.
+    webhook_client: tokio::sync::OnceCell<reqwest::Client>,
 }
 
 impl Services {
@@ -106,6 +112,8 @@ impl Services {
             retention: retention::RetentionSettings::default(),
             lockout: LockoutPolicy::default(),
             authz: authz::LiveIndex::default(),
+            purge_node: std::sync::OnceLock::new(),
+            webhook_client: tokio::sync::OnceCell::new(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod db;
 mod error;
 mod local_accounts;
 mod orgs;
+mod purge;
 mod records;
 mod recovery;
 mod sql;
@@ -35,6 +36,9 @@ pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
 pub use local_accounts::{LocalAccountRow, LocalAccountStore, LocalAccountStoreTx};
 pub use orgs::{OrgStore, OrgStoreTx};
+pub use purge::{
+    OrgPurgeRow, PurgeStepRow, PurgeStore, PurgeStoreTx, PurgeWebhookRow, WebhookAttempt,
+};
 pub use records::*;
 pub use recovery::{AccountTokenRow, LoginAttempt, RecoveryStore, RecoveryStoreTx, TokenPurpose};
 pub use sql::SqlStore;
@@ -52,6 +56,7 @@ pub trait Store:
     + AuthzStore
     + CredentialStore
     + LocalAccountStore
+    + PurgeStore
     + Send
     + Sync
 {
@@ -170,6 +175,7 @@ pub trait StoreTx:
     + AuthzStoreTx
     + CredentialStoreTx
     + LocalAccountStoreTx
+    + PurgeStoreTx
     + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -4,6 +4,8 @@
 //! Command output goes to standard output (a created secret on its own last line); logs go to
 //! standard error.
 
+mod purge_cli;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use mamori_core::Timestamp;
@@ -78,6 +80,17 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The data lifecycle: organization purges.
+    Lifecycle {
+        #[command(subcommand)]
+        command: LifecycleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LifecycleCommand {
+    #[command(flatten)]
+    Purge(purge_cli::PurgeCommand),
 }
 
 #[derive(Subcommand)]
@@ -299,6 +312,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(&settings, command).await,
+        Command::Lifecycle {
+            command: LifecycleCommand::Purge(command),
+        } => purge_cli::run(&settings, command, clock.now()).await,
         Command::Jobs {
             command: JobsCommand::RunOnce { now },
         } => {

@@ -12,6 +12,7 @@ pub mod operator;
 pub mod org_apps;
 pub mod orgs;
 pub mod personal_tokens;
+pub mod purge;
 pub mod recovery;
 pub mod sessions;
 pub mod teams;

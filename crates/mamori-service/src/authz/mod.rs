@@ -13,7 +13,8 @@
 //! - Cascades need no call here: the store deletes an account's relationships with its
 //!   membership and a team's with the team, in the same transaction, and the rule above all
 //!   tuples neutralises the rest (a disabled app, an unselected member, a team member
-//!   removed). [`Services::purge_org_authz`] is for the organization purge.
+//!   removed). The organization purge deletes an organization's relationships in batches
+//!   (`crate::purge`).
 
 mod live;
 
@@ -652,9 +653,10 @@ impl Services {
         })
     }
 
-    /// Deletes every container and relationship of an organization inside `tx`: for the
-    /// organization purge of the lifecycle work, in the purge's own transaction. Returns how
-    /// many relationships went.
+    /// Deletes every container and relationship of an organization inside `tx`, in one
+    /// transaction and one change-log revision; returns how many relationships went. The
+    /// organization purge does not use it: its `relationships` step deletes in bounded
+    /// batches (`PurgeStoreTx::purge_org_authz_batch`, see `crate::purge`).
     pub async fn purge_org_authz(
         &self,
         tx: &mut dyn StoreTx,

@@ -13,10 +13,10 @@ use std::sync::atomic::Ordering;
 /// How many revisions the change log keeps; a node further behind reloads everything.
 pub(crate) const KEPT_REVISIONS: i64 = 100_000;
 
-const RELATIONSHIP_COLUMNS: &str = "app_id, org_id, resource_type, resource_id, relation, \
+pub(crate) const RELATIONSHIP_COLUMNS: &str = "app_id, org_id, resource_type, resource_id, relation, \
     subject_type, subject_id, subject_relation";
 
-fn relationship_from(row: &AnyRow) -> Result<RelationshipRow, StoreError> {
+pub(crate) fn relationship_from(row: &AnyRow) -> Result<RelationshipRow, StoreError> {
     Ok(RelationshipRow {
         app_id: row.try_get("app_id")?,
         org_id: row.try_get("org_id")?,

@@ -10,6 +10,7 @@ mod authz;
 mod credentials;
 mod local_accounts;
 mod orgs;
+mod purge;
 mod recovery;
 
 use crate::cache::{CredentialCache, Evictions};

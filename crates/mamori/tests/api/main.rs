@@ -19,6 +19,7 @@ mod mail;
 mod operator;
 mod org_access;
 mod orgs;
+mod purge;
 mod recovery;
 mod sessions;
 mod tokens;
