@@ -5,6 +5,7 @@
 mod access_logs;
 mod authz;
 mod credentials;
+mod lifecycle;
 
 pub use access_logs::{AccessLog, AccessLogPage};
 pub use authz::{
@@ -17,6 +18,10 @@ pub use credentials::{
     ConfirmTotpRequest, CreatePersonalTokenRequest, DisableTotpRequest, PersonalToken,
     PersonalTokenCreated, PersonalTokenPage, RecoveryCodes, RegenerateRecoveryCodesRequest,
     SecondFactorRequest, SessionsRevoked, TotpEnrolment, TwoStepStatus,
+};
+pub use lifecycle::{
+    ContractEventRequest, Deadline, DeleteOrgRequest, Lifecycle, LifecycleReport,
+    LifecycleReportItem, NextTransition,
 };
 
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,8 @@ use mamori_core::lockout::LockoutPolicy;
 use mamori_core::rate::RateLimit;
 use mamori_core::session::SessionPolicy;
 use mamori_service::PasswordParams;
+use mamori_service::lifecycle::DEFAULT_POLICY;
+use mamori_service::lifecycle::policy::{BUILT_IN, Policy};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     pub rate_limits: RateLimitConfig,
     pub lockout: LockoutConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -203,6 +206,36 @@ impl RateConfig {
     }
 }
 
+/// The data lifecycle's deletion policy (issue 6): a built-in one by name, or a TOML file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// A built-in policy: `whitepaper-2025` (default) or `terms-v3`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// A policy file (see `docs/design/lifecycle.md`); wins over `policy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<PathBuf>,
+}
+
+/// Reads the configured deletion policy.
+fn lifecycle_policy(config: &LifecycleConfig) -> anyhow::Result<Policy> {
+    if let Some(path) = &config.policy_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read lifecycle policy file {}", path.display()))?;
+        return Policy::parse(&text)
+            .map_err(|error| anyhow::anyhow!("lifecycle policy file {}: {error}", path.display()));
+    }
+    let name = config.policy.as_deref().unwrap_or(DEFAULT_POLICY);
+    Policy::built_in(name).with_context(|| {
+        let names: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
+        format!(
+            "lifecycle.policy: no built-in policy `{name}` (built in: {})",
+            names.join(", ")
+        )
+    })
+}
+
 /// Brute-force protection per login name, kept in the database (all nodes share it).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -283,6 +316,8 @@ pub struct Settings {
     pub access_log_flush_interval_ms: u64,
     pub rate_limits: RateLimitSettings,
     pub lockout: LockoutPolicy,
+    /// The deletion policy the lifecycle scheduler follows.
+    pub lifecycle_policy: Policy,
 }
 
 const ENV_PREFIX: &str = "MAMORI_";
@@ -548,9 +583,11 @@ impl Config {
                  max_lock_seconds"
             );
         }
+        let lifecycle_policy = lifecycle_policy(&self.lifecycle)?;
         Ok(Settings {
             rate_limits,
             lockout,
+            lifecycle_policy,
             data_dir,
             database_url,
             database_max_connections: self.database.max_connections.unwrap_or(match engine {

@@ -16,6 +16,7 @@ mod authz;
 mod error;
 pub mod jcs;
 pub mod jobs;
+pub mod lifecycle;
 pub mod mail;
 pub mod notices;
 mod operator;
@@ -83,6 +84,8 @@ pub struct Services {
     lockout: LockoutPolicy,
     /// The access-control index, kept in step with the store (see `authz`).
     authz: authz::LiveIndex,
+    /// The data lifecycle's deletion policy (issue 6).
+    lifecycle_policy: Arc<lifecycle::policy::Policy>,
 }
 
 impl Services {
@@ -104,6 +107,7 @@ impl Services {
             retention: retention::RetentionSettings::default(),
             lockout: LockoutPolicy::default(),
             authz: authz::LiveIndex::default(),
+            lifecycle_policy: Arc::new(default_lifecycle_policy()),
         }
     }
 
@@ -122,6 +126,12 @@ impl Services {
     /// How long audit events and access logs are kept.
     pub fn with_retention(mut self, retention: retention::RetentionSettings) -> Services {
         self.retention = retention;
+        self
+    }
+
+    /// The deletion policy the lifecycle scheduler follows.
+    pub fn with_lifecycle_policy(mut self, policy: lifecycle::policy::Policy) -> Services {
+        self.lifecycle_policy = Arc::new(policy);
         self
     }
 
@@ -146,4 +156,10 @@ impl Services {
     pub fn session_policy(&self) -> SessionPolicy {
         self.session_policy
     }
+}
+
+fn default_lifecycle_policy() -> lifecycle::policy::Policy {
+    #[allow(clippy::expect_used)]
+    lifecycle::policy::Policy::built_in(lifecycle::DEFAULT_POLICY)
+        .expect("the default policy is built in")
 }

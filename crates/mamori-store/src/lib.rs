@@ -14,6 +14,7 @@ pub mod conformance;
 mod credentials;
 pub mod db;
 mod error;
+mod lifecycle;
 mod orgs;
 mod records;
 mod recovery;
@@ -32,6 +33,7 @@ pub use credentials::{
 };
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
+pub use lifecycle::{ContractEventRow, LifecycleStore, LifecycleStoreTx, OrgLifecycleRow};
 pub use orgs::{OrgStore, OrgStoreTx};
 pub use records::*;
 pub use recovery::{AccountTokenRow, LoginAttempt, RecoveryStore, RecoveryStoreTx, TokenPurpose};
@@ -43,7 +45,15 @@ use mamori_core::{AccountId, MailId, SessionId, Timestamp};
 /// Reads that need no transaction, and the way into one.
 #[async_trait]
 pub trait Store:
-    OrgStore + AuditStore + AccessLogStore + RecoveryStore + AuthzStore + CredentialStore + Send + Sync
+    OrgStore
+    + AuditStore
+    + AccessLogStore
+    + RecoveryStore
+    + AuthzStore
+    + CredentialStore
+    + LifecycleStore
+    + Send
+    + Sync
 {
     fn engine(&self) -> Engine;
 
@@ -154,7 +164,13 @@ pub trait Store:
 /// transaction as its change.
 #[async_trait]
 pub trait StoreTx:
-    OrgStoreTx + AuditStoreTx + RecoveryStoreTx + AuthzStoreTx + CredentialStoreTx + Send
+    OrgStoreTx
+    + AuditStoreTx
+    + RecoveryStoreTx
+    + AuthzStoreTx
+    + CredentialStoreTx
+    + LifecycleStoreTx
+    + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
     /// Commits, returning the access-control revision this transaction wrote, if it changed

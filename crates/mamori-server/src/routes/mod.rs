@@ -6,6 +6,7 @@ pub mod app_api;
 pub mod audit;
 pub mod authz;
 pub mod health;
+pub mod lifecycle;
 pub mod me;
 pub mod operator;
 pub mod org_apps;
