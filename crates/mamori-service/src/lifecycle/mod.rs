@@ -800,7 +800,12 @@ impl Services {
                 row.trial_ends_at = None;
                 row.period_ends_at = None;
             }
-            _ => unreachable!("checked above"),
+            other => {
+                return Err(ServiceError::field(
+                    "event",
+                    &format!("`{other}` is not a contract event"),
+                ));
+            }
         }
         if input.plan.is_some() && !matches!(event, "trial_started" | "subscribed" | "plan_changed")
         {
