@@ -749,8 +749,9 @@ impl Services {
                 }
                 row.period_ends_at = input.period_end;
                 if state == SUSPENDED {
+                    let suspended = row.suspended_at.unwrap_or(input.at);
                     row.deletion_due_at =
-                        self.automatic_deletion_date(&row, Trigger::Suspended, input.at);
+                        self.automatic_deletion_date(&row, Trigger::Suspended, suspended);
                 }
             }
             "suspended" => {

@@ -820,6 +820,24 @@ async fn a_free_org_that_confirms_it_continues_is_kept(engine: TestEngine) {
     let member = session(&app, "member@example.org").await;
     let asked = lifecycle(&app, &admin, &org).await;
     assert_eq!(asked["continue_asked_at"], rfc(day(180)), "{asked}");
+    // The administrator, and only the administrator, was asked by email, once.
+    let asks: Vec<String> = app
+        .services
+        .outbox(500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.kind == "notice.org_continue")
+        .filter_map(|entry| entry.mail)
+        .map(|mail| {
+            assert!(
+                mail.body
+                    .contains(&format!("/api/v1/orgs/{org}/lifecycle/continue"))
+            );
+            mail.to
+        })
+        .collect();
+    assert_eq!(asks, vec![String::from("keeper@example.org")]);
     assert_eq!(asked["next_transition"]["to"], "deleted");
     assert_eq!(asked["next_transition"]["at"], rfc(day(210)));
     // Only an administrator answers.
