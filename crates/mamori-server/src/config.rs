@@ -819,6 +819,42 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_section() {
+        let settings = Config::default().resolve().unwrap();
+        assert_eq!(settings.lifecycle_policy.name, "whitepaper-2025");
+        let settings = Config::default()
+            .with_env(env(&[("MAMORI_LIFECYCLE__POLICY", "terms-v3")]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(settings.lifecycle_policy.name, "terms-v3");
+        let error = Config::from_toml("[lifecycle]\npolicy = \"nope\"\n")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("built in: whitepaper-2025, terms-v3"),
+            "{error:#}"
+        );
+        let file = std::env::temp_dir().join(format!(
+            "mamori-lifecycle-policy-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&file, "name = \"x\"\nbackup_retention_days = -1\n").unwrap();
+        let config = Config {
+            lifecycle: LifecycleConfig {
+                policy_file: Some(file.clone()),
+                ..LifecycleConfig::default()
+            },
+            ..Config::default()
+        };
+        let error = config.resolve().unwrap_err();
+        let _ = std::fs::remove_file(&file);
+        assert!(format!("{error:#}").contains("line 2"), "{error:#}");
+        assert!(Config::from_toml("[lifecycle]\nname = \"x\"\n").is_err());
+    }
+
+    #[test]
     fn postgres_keyring_is_a_sibling_database() {
         let settings = Config::default()
             .with_overrides(Overrides {
