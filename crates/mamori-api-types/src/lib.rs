@@ -20,8 +20,8 @@ pub use credentials::{
     SecondFactorRequest, SessionsRevoked, TotpEnrolment, TwoStepStatus,
 };
 pub use lifecycle::{
-    ContractEventRequest, Deadline, DeleteOrgRequest, Lifecycle, LifecycleReport,
-    LifecycleReportItem, NextTransition,
+    ContractEvent, ContractEventRequest, Deadline, DeleteOrgRequest, Lifecycle, LifecycleReport,
+    LifecycleReportItem, NextTransition, OperatorLifecycle,
 };
 
 use serde::{Deserialize, Serialize};

@@ -100,3 +100,23 @@ pub struct LifecycleReport {
     pub all_met: bool,
     pub items: Vec<LifecycleReportItem>,
 }
+
+/// One recorded contract event (kept as history, exempt from deletion).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ContractEvent {
+    pub event: String,
+    pub at: String,
+    pub period_end: Option<String>,
+    pub recorded_at: String,
+    /// The operator token's ID, or `command_line`.
+    pub recorded_by: String,
+}
+
+/// `GET /api/v1/operator/orgs/{org}/lifecycle`: the lifecycle in any state, with the contract
+/// history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct OperatorLifecycle {
+    pub lifecycle: Lifecycle,
+    /// Oldest first.
+    pub contract_events: Vec<ContractEvent>,
+}

@@ -9,8 +9,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mamori_api_types::{
-    ContractEventRequest, Deadline, DeleteOrgRequest, Lifecycle, LifecycleReport,
-    LifecycleReportItem, NextTransition, Problem,
+    ContractEvent, ContractEventRequest, Deadline, DeleteOrgRequest, Lifecycle, LifecycleReport,
+    LifecycleReportItem, NextTransition, OperatorLifecycle, Problem,
 };
 use mamori_core::Timestamp;
 use mamori_service::ServiceError;
@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(continue_org))
         .routes(routes!(contract_event))
         .routes(routes!(restore_org))
+        .routes(routes!(operator_lifecycle))
         .routes(routes!(report))
 }
 
@@ -215,4 +216,35 @@ async fn report(
 ) -> Result<Json<LifecycleReport>, ApiError> {
     let report = state.services.lifecycle_report(state.clock.now()).await?;
     Ok(Json(report_body(report)))
+}
+
+/// An organization's lifecycle in any state, with its contract history (operator).
+#[utoipa::path(get, path = "/api/v1/operator/orgs/{org}/lifecycle", tag = "lifecycle",
+    security(("bearer" = [])), params(("org" = String, Path)),
+    responses((status = 200, body = OperatorLifecycle), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+async fn operator_lifecycle(
+    State(state): State<AppState>,
+    OperatorAuth(operator): OperatorAuth,
+    Path(org): Path<String>,
+) -> Result<Json<OperatorLifecycle>, ApiError> {
+    let now = state.clock.now();
+    let view = state
+        .services
+        .operator_org_lifecycle(&operator, &org, now)
+        .await?;
+    let history = state.services.contract_history(&operator, &org).await?;
+    Ok(Json(OperatorLifecycle {
+        lifecycle: lifecycle_body(view),
+        contract_events: history
+            .into_iter()
+            .map(|event| ContractEvent {
+                event: event.event,
+                at: event.at.to_rfc3339(),
+                period_end: time(event.period_end),
+                recorded_at: event.recorded_at.to_rfc3339(),
+                recorded_by: event.recorded_by,
+            })
+            .collect(),
+    }))
 }

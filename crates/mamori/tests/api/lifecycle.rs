@@ -377,6 +377,22 @@ async fn contract_events_out_of_order_are_refused_and_change_nothing(engine: Tes
         "not_found",
     )
     .await;
+    // The history has the one accepted event; the refused ones left nothing.
+    let history = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/operator/orgs/{org}/lifecycle"),
+        &operator,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(history["lifecycle"]["plan"], "trial", "{history}");
+    let events = history["contract_events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{history}");
+    assert_eq!(events[0]["event"], "trial_started");
+    assert_eq!(events[0]["at"], rfc(day(5)));
+    assert_eq!(events[0]["period_end"], rfc(day(35)));
     // Suspending a deleted organization.
     json_of(delete_org(&app, &admin, &org, GOOD_PASSWORD).await, 202).await;
     let report = states(&app, &operator).await;
@@ -393,6 +409,18 @@ async fn contract_events_out_of_order_are_refused_and_change_nothing(engine: Tes
     )
     .await;
     assert_eq!(states(&app, &operator).await, report);
+    // The contract history outlives the deletion (DEL-5) and the operator still reads it.
+    let history = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/operator/orgs/{org}/lifecycle"),
+        &operator,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(history["lifecycle"]["state"], "deleted");
+    assert_eq!(history["contract_events"].as_array().unwrap().len(), 1);
 }
 
 async fn a_deleted_org_is_restored_before_its_purge_but_not_after(engine: TestEngine) {
@@ -942,6 +970,14 @@ async fn administrators_are_mailed_before_automatic_deletion_and_at_deletion(eng
     )
     .await;
     step_to(&app, day(14)).await;
+    // Closed to its members at once, before any deletion.
+    let admin = session(&app, "owner@example.org").await;
+    expect_problem(
+        app.get(&format!("/api/v1/orgs/{org}"), Some(&admin)).await,
+        404,
+        "not_found",
+    )
+    .await;
     let text = mail_with_subject(
         &app,
         &smtp,
