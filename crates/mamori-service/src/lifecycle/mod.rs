@@ -1379,3 +1379,83 @@ pub fn parse_plan(text: &str) -> Result<&'static str, FieldError> {
         .map(Plan::as_str)
         .ok_or_else(|| FieldError::new("plan", "is not a known plan kind"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    fn at(day: i64) -> Timestamp {
+        Timestamp::from_millis(day * DAY)
+    }
+
+    fn deleted(purge_started: Option<i64>, purged: Option<i64>) -> OrgLifecycleRow {
+        let mut row = Services::default_lifecycle(&OrgId::from_random(&[1; 17]), at(0), at(0));
+        row.state = String::from(if purged.is_some() { PURGED } else { DELETED });
+        row.deletion_reason = Some(String::from("trial_expired"));
+        row.deletion_due_at = Some(at(30));
+        row.deleted_at = Some(at(30));
+        row.purge_starts_at = Some(at(210));
+        row.purge_due_by = Some(at(220));
+        row.purge_started_at = purge_started.map(at);
+        row.purged_at = purged.map(at);
+        row
+    }
+
+    fn statuses(row: &OrgLifecycleRow, now: i64) -> Vec<(&'static str, &'static str)> {
+        deadlines_of(row, at(now))
+            .into_iter()
+            .map(|deadline| (deadline.name, deadline.status))
+            .collect()
+    }
+
+    #[test]
+    fn each_deadline_is_judged() {
+        // On time, purge finished inside its 10 days.
+        assert_eq!(
+            statuses(&deleted(Some(210), Some(215)), 300),
+            [
+                ("automatic_deletion", "met"),
+                ("purge_start", "met"),
+                ("purge_complete", "met")
+            ]
+        );
+        // Waiting: nothing is late yet.
+        assert_eq!(
+            statuses(&deleted(None, None), 210),
+            [
+                ("automatic_deletion", "met"),
+                ("purge_start", "pending"),
+                ("purge_complete", "pending")
+            ]
+        );
+        // A purge that started late and finished after its deadline.
+        assert_eq!(
+            statuses(&deleted(Some(214), Some(221)), 300),
+            [
+                ("automatic_deletion", "met"),
+                ("purge_start", "missed"),
+                ("purge_complete", "missed")
+            ]
+        );
+        // A purge never started, nor finished, by its deadline.
+        assert_eq!(
+            statuses(&deleted(None, None), 221),
+            [
+                ("automatic_deletion", "met"),
+                ("purge_start", "missed"),
+                ("purge_complete", "missed")
+            ]
+        );
+        // A step taken before its date.
+        assert_eq!(
+            statuses(&deleted(Some(209), None), 209)[1],
+            ("purge_start", "early")
+        );
+        // A deletion by the administrator has no automatic-deletion deadline.
+        let mut by_admin = deleted(None, None);
+        by_admin.deletion_reason = Some(String::from("admin"));
+        assert_eq!(statuses(&by_admin, 0)[0].0, "purge_start");
+    }
+}
