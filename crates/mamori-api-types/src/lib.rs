@@ -5,6 +5,7 @@
 mod access_logs;
 mod authz;
 mod credentials;
+mod lifecycle;
 mod purge;
 
 pub use access_logs::{AccessLog, AccessLogPage};
@@ -18,6 +19,10 @@ pub use credentials::{
     ConfirmTotpRequest, CreatePersonalTokenRequest, DisableTotpRequest, PersonalToken,
     PersonalTokenCreated, PersonalTokenPage, RecoveryCodes, RegenerateRecoveryCodesRequest,
     SecondFactorRequest, SessionsRevoked, TotpEnrolment, TwoStepStatus,
+};
+pub use lifecycle::{
+    ContractEvent, ContractEventRequest, Deadline, DeleteOrgRequest, Lifecycle, LifecycleReport,
+    LifecycleReportItem, NextTransition, OperatorLifecycle,
 };
 pub use purge::{
     Purge, PurgeApp, PurgeConfirmation, PurgeConfirmationRequest, PurgeRequest, PurgeStep,

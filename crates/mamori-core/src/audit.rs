@@ -91,6 +91,11 @@ pub mod action {
     pub const ORG_PURGE_CONFIRMED: &str = "org.purge.app_confirmed";
     pub const ORG_CREATED: &str = "org.created";
     pub const ORG_UPDATED: &str = "org.updated";
+    pub const ORG_DELETED: &str = "org.deleted";
+    pub const ORG_RESTORED: &str = "org.restored";
+    pub const ORG_CONTRACT_EVENT: &str = "org.contract.event";
+    pub const ORG_LIFECYCLE_CHANGED: &str = "org.lifecycle.changed";
+    pub const ORG_LIFECYCLE_CONTINUED: &str = "org.lifecycle.continued";
     pub const ORG_PLAN_LIMIT_CHANGED: &str = "org.plan_limit.changed";
     pub const ORG_MEMBER_ADDED: &str = "org.member.added";
     pub const ORG_MEMBER_UPDATED: &str = "org.member.updated";

@@ -114,6 +114,7 @@ impl Backend {
                 settings.sessions,
             )
             .with_mail(mail_settings, transport)
+            .with_lifecycle_policy(settings.lifecycle_policy.clone())
             .with_retention(RetentionSettings {
                 audit_days: settings.audit.retention_days,
                 access_log_days: settings.access_log_retention_days,
@@ -385,7 +386,8 @@ async fn refresh_authz(services: Arc<Services>, mut stop: tokio::sync::watch::Re
     }
 }
 
-/// Runs the background jobs every minute until told to stop.
+/// Runs the background jobs and the data lifecycle's scheduler every minute until told to
+/// stop.
 async fn run_jobs(
     services: Arc<Services>,
     clock: Arc<dyn Clock>,
@@ -400,6 +402,14 @@ async fn run_jobs(
                     Ok(report) if !report.is_idle() => tracing::info!(?report, "background jobs"),
                     Ok(_) => {}
                     Err(error) => tracing::error!(error = %error, "background jobs failed"),
+                }
+                // The data lifecycle (issue 6): each organization's due step, once across nodes.
+                match services.run_lifecycle_once(clock.now(), false).await {
+                    Ok(run) if !run.actions.is_empty() => {
+                        tracing::info!(actions = ?run.actions, "data lifecycle");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = %error, "data lifecycle failed"),
                 }
             }
             _ = stop.changed() => break,
@@ -529,6 +539,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::audit::router())
         .merge(routes::authz::router())
         .merge(routes::purge::router())
+        .merge(routes::lifecycle::router())
         .split_for_parts();
     openapi.info.title = String::from("Mamori");
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -9,6 +9,8 @@ use mamori_core::lockout::LockoutPolicy;
 use mamori_core::rate::RateLimit;
 use mamori_core::session::SessionPolicy;
 use mamori_service::PasswordParams;
+use mamori_service::lifecycle::DEFAULT_POLICY;
+use mamori_service::lifecycle::policy::{BUILT_IN, Policy};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     pub rate_limits: RateLimitConfig,
     pub lockout: LockoutConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -203,6 +206,36 @@ impl RateConfig {
     }
 }
 
+/// The data lifecycle's deletion policy (issue 6): a built-in one by name, or a TOML file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// A built-in policy: `whitepaper-2025` (default) or `terms-v3`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// A policy file (see `docs/design/lifecycle.md`); wins over `policy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<PathBuf>,
+}
+
+/// Reads the configured deletion policy.
+fn lifecycle_policy(config: &LifecycleConfig) -> anyhow::Result<Policy> {
+    if let Some(path) = &config.policy_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read lifecycle policy file {}", path.display()))?;
+        return Policy::parse(&text)
+            .map_err(|error| anyhow::anyhow!("lifecycle policy file {}: {error}", path.display()));
+    }
+    let name = config.policy.as_deref().unwrap_or(DEFAULT_POLICY);
+    Policy::built_in(name).with_context(|| {
+        let names: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
+        format!(
+            "lifecycle.policy: no built-in policy `{name}` (built in: {})",
+            names.join(", ")
+        )
+    })
+}
+
 /// Brute-force protection per login name, kept in the database (all nodes share it).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -283,6 +316,8 @@ pub struct Settings {
     pub access_log_flush_interval_ms: u64,
     pub rate_limits: RateLimitSettings,
     pub lockout: LockoutPolicy,
+    /// The deletion policy the lifecycle scheduler follows.
+    pub lifecycle_policy: Policy,
 }
 
 const ENV_PREFIX: &str = "MAMORI_";
@@ -548,9 +583,11 @@ impl Config {
                  max_lock_seconds"
             );
         }
+        let lifecycle_policy = lifecycle_policy(&self.lifecycle)?;
         Ok(Settings {
             rate_limits,
             lockout,
+            lifecycle_policy,
             data_dir,
             database_url,
             database_max_connections: self.database.max_connections.unwrap_or(match engine {
@@ -779,6 +816,42 @@ mod tests {
             assert!(Config::from_toml(bad).unwrap().resolve().is_err(), "{bad}");
         }
         assert!(Config::from_toml("[lockout]\nattempts = 5\n").is_err());
+    }
+
+    #[test]
+    fn lifecycle_section() {
+        let settings = Config::default().resolve().unwrap();
+        assert_eq!(settings.lifecycle_policy.name, "whitepaper-2025");
+        let settings = Config::default()
+            .with_env(env(&[("MAMORI_LIFECYCLE__POLICY", "terms-v3")]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(settings.lifecycle_policy.name, "terms-v3");
+        let error = Config::from_toml("[lifecycle]\npolicy = \"nope\"\n")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("built in: whitepaper-2025, terms-v3"),
+            "{error:#}"
+        );
+        let file = std::env::temp_dir().join(format!(
+            "mamori-lifecycle-policy-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&file, "name = \"x\"\nbackup_retention_days = -1\n").unwrap();
+        let config = Config {
+            lifecycle: LifecycleConfig {
+                policy_file: Some(file.clone()),
+                ..LifecycleConfig::default()
+            },
+            ..Config::default()
+        };
+        let error = config.resolve().unwrap_err();
+        let _ = std::fs::remove_file(&file);
+        assert!(format!("{error:#}").contains("line 2"), "{error:#}");
+        assert!(Config::from_toml("[lifecycle]\nname = \"x\"\n").is_err());
     }
 
     #[test]

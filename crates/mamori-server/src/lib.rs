@@ -18,3 +18,4 @@ pub use app::Application;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Settings};
 pub use error::ApiError;
+pub use routes::lifecycle::report_body as lifecycle_report_body;

@@ -16,6 +16,7 @@ mod authz;
 mod error;
 pub mod jcs;
 pub mod jobs;
+pub mod lifecycle;
 pub mod local_accounts;
 pub mod mail;
 pub mod notices;
@@ -91,6 +92,8 @@ pub struct Services {
     purge_node: std::sync::OnceLock<String>,
     /// The HTTP client that delivers apps' webhooks, made on first use.
     webhook_client: tokio::sync::OnceCell<reqwest::Client>,
+    /// The data lifecycle's deletion policy (issue 6).
+    lifecycle_policy: Arc<lifecycle::policy::Policy>,
 }
 
 impl Services {
@@ -114,6 +117,7 @@ impl Services {
             authz: authz::LiveIndex::default(),
             purge_node: std::sync::OnceLock::new(),
             webhook_client: tokio::sync::OnceCell::new(),
+            lifecycle_policy: Arc::new(default_lifecycle_policy()),
         }
     }
 
@@ -132,6 +136,12 @@ impl Services {
     /// How long audit events and access logs are kept.
     pub fn with_retention(mut self, retention: retention::RetentionSettings) -> Services {
         self.retention = retention;
+        self
+    }
+
+    /// The deletion policy the lifecycle scheduler follows.
+    pub fn with_lifecycle_policy(mut self, policy: lifecycle::policy::Policy) -> Services {
+        self.lifecycle_policy = Arc::new(policy);
         self
     }
 
@@ -156,4 +166,19 @@ impl Services {
     pub fn session_policy(&self) -> SessionPolicy {
         self.session_policy
     }
+}
+
+/// The default policy (a unit test makes sure it parses; failing that, a policy without rules,
+/// under which nothing is deleted automatically).
+fn default_lifecycle_policy() -> lifecycle::policy::Policy {
+    lifecycle::policy::Policy::built_in(lifecycle::DEFAULT_POLICY).unwrap_or_else(|| {
+        lifecycle::policy::Policy {
+            name: String::from(lifecycle::DEFAULT_POLICY),
+            title: String::new(),
+            backup_retention_days: 0,
+            exempt: Vec::new(),
+            rules: Vec::new(),
+            source: String::new(),
+        }
+    })
 }

@@ -172,6 +172,7 @@ impl Services {
             require_verified_email: false,
         })
         .await?;
+        self.insert_lifecycle_in_tx(tx, org_id, now).await?;
         tx.insert_membership(&MembershipRow {
             org_id: org_id.clone(),
             account_id: admin.clone(),

@@ -243,6 +243,8 @@ impl Services {
             let mut tx = self.store.begin().await?;
             self.request_purge_in_tx(tx.as_mut(), &org_id, due_by, now)
                 .await?;
+            self.note_purge_requested_in_tx(tx.as_mut(), &org_id, due_by, now)
+                .await?;
             let (actor_kind, actor_id) = match operator {
                 Some(operator) => (ActorKind::Operator, Some(operator.token_id.as_str())),
                 None => (ActorKind::System, None),

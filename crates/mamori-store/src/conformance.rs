@@ -46,6 +46,7 @@ pub async fn run(store: &dyn Store) {
     audit_chain(store).await;
     key_destructions(store).await;
     local_accounts(store).await;
+    lifecycle(store).await;
 }
 
 async fn accounts(store: &dyn Store) {
@@ -577,4 +578,93 @@ async fn local_accounts(store: &dyn Store) {
         .unwrap();
     tx.commit().await.unwrap();
     assert!(again.is_empty());
+}
+
+/// Lifecycle rows are written only over the version read (so of two writers from the same
+/// read, one wins and the other changes nothing); the organization's status follows.
+async fn lifecycle(store: &dyn Store) {
+    use crate::{ContractEventRow, OrgLifecycleRow, OrgRow};
+    use mamori_core::OrgId;
+    let org = OrgId::from_random(&[7; 17]);
+    let at = Timestamp::from_millis(5_000);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_org(&OrgRow {
+        id: org.clone(),
+        name_sealed: String::from("sealed-name"),
+        status: String::from("active"),
+        require_two_step: false,
+        created_at: at,
+        updated_at: at,
+        require_verified_email: false,
+    })
+    .await
+    .unwrap();
+    let mut row = OrgLifecycleRow {
+        org_id: org.clone(),
+        state: String::from("active"),
+        plan: String::from("free"),
+        trial_started_at: None,
+        trial_ends_at: None,
+        period_ends_at: None,
+        suspended_at: None,
+        deletion_due_at: None,
+        deletion_reason: None,
+        deleted_at: None,
+        purge_starts_at: None,
+        purge_due_by: None,
+        audit_purge_starts_at: None,
+        purge_started_at: None,
+        purged_at: None,
+        notice_sent_for: None,
+        continue_asked_at: None,
+        last_confirmed_at: Some(at),
+        version: 1,
+        updated_at: at,
+    };
+    assert!(tx.save_org_lifecycle(&row, None).await.unwrap());
+    // A second insert changes nothing.
+    assert!(!tx.save_org_lifecycle(&row, None).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.org_lifecycle(&org).await.unwrap(), Some(row.clone()));
+
+    let mut tx = store.begin().await.unwrap();
+    row.state = String::from("deleted");
+    row.deleted_at = Some(Timestamp::from_millis(6_000));
+    row.purge_starts_at = Some(Timestamp::from_millis(7_000));
+    row.version = 2;
+    assert!(tx.save_org_lifecycle(&row, Some(1)).await.unwrap());
+    tx.set_org_status(&org, "deleted", Timestamp::from_millis(6_000))
+        .await
+        .unwrap();
+    // A writer that read version 1 too is refused.
+    let mut stale = row.clone();
+    stale.state = String::from("suspended");
+    stale.version = 2;
+    assert!(!tx.save_org_lifecycle(&stale, Some(1)).await.unwrap());
+    tx.insert_contract_event(&ContractEventRow {
+        id: String::from("ce_1"),
+        org_id: org.clone(),
+        event: String::from("cancelled"),
+        at: Timestamp::from_millis(6_000),
+        period_end: None,
+        recorded_at: Timestamp::from_millis(6_000),
+        recorded_by: String::from("test"),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.org_lifecycle(&org).await.unwrap(), Some(row.clone()));
+    assert_eq!(store.org(&org).await.unwrap().unwrap().status, "deleted");
+    assert_eq!(store.contract_events(&org).await.unwrap().len(), 1);
+    assert_eq!(
+        store.org_lifecycles(None, 10, true).await.unwrap(),
+        vec![row]
+    );
+    assert!(
+        store
+            .org_lifecycles(Some(&org), 10, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -14,6 +14,7 @@ pub mod conformance;
 mod credentials;
 pub mod db;
 mod error;
+mod lifecycle;
 mod local_accounts;
 mod orgs;
 mod purge;
@@ -34,6 +35,7 @@ pub use credentials::{
 };
 pub use db::{Engine, connect, data_migrator};
 pub use error::StoreError;
+pub use lifecycle::{ContractEventRow, LifecycleStore, LifecycleStoreTx, OrgLifecycleRow};
 pub use local_accounts::{LocalAccountRow, LocalAccountStore, LocalAccountStoreTx};
 pub use orgs::{OrgStore, OrgStoreTx};
 pub use purge::{
@@ -57,6 +59,7 @@ pub trait Store:
     + CredentialStore
     + LocalAccountStore
     + PurgeStore
+    + LifecycleStore
     + Send
     + Sync
 {
@@ -176,6 +179,7 @@ pub trait StoreTx:
     + CredentialStoreTx
     + LocalAccountStoreTx
     + PurgeStoreTx
+    + LifecycleStoreTx
     + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

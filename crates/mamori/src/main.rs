@@ -80,7 +80,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// The data lifecycle: organization purges.
+    /// The data lifecycle: deletion policies, contract events, the scheduler, the report,
+    /// organization purges.
     Lifecycle {
         #[command(subcommand)]
         command: LifecycleCommand,
@@ -91,6 +92,65 @@ enum Command {
 enum LifecycleCommand {
     #[command(flatten)]
     Purge(purge_cli::PurgeCommand),
+    /// Deletion policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Record a contract event for an organization (as POST /operator/orgs/{org}/contract).
+    Contract {
+        /// The organization, `org_...`.
+        org: String,
+        /// trial_started, trial_ended, subscribed, renewed, suspended, reinstated, cancelled,
+        /// plan_changed.
+        #[arg(long)]
+        event: String,
+        /// When it happened (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// The trial end or the contract period end (RFC 3339).
+        #[arg(long)]
+        period_end: Option<String>,
+        /// The plan kind, for trial_started, subscribed and plan_changed.
+        #[arg(long)]
+        plan: Option<String>,
+        /// The time to record at (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Restore a deleted organization before its purge starts.
+    Restore {
+        org: String,
+        /// The time to restore at (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Run the scheduler once and print what it did (or, with --dry-run, would do).
+    Run {
+        /// The time to run at (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Change nothing; print what is due.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print every organization's lifecycle, each deadline and whether it was met.
+    Report {
+        /// The time to judge at (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Print the report as JSON (as GET /operator/lifecycle/report).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print a built-in policy (default: the one configured).
+    Show { name: Option<String> },
+    /// Check a policy file; errors name the line.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -312,9 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(&settings, command).await,
-        Command::Lifecycle {
-            command: LifecycleCommand::Purge(command),
-        } => purge_cli::run(&settings, command, clock.now()).await,
+        Command::Lifecycle { command } => lifecycle(&settings, command).await,
         Command::Jobs {
             command: JobsCommand::RunOnce { now },
         } => {
@@ -467,6 +525,163 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
                     report.audit_chains_trimmed,
                     report.access_logs_deleted
                 );
+                Ok(())
+            }
+        }
+    }
+    .await;
+    backend.close().await;
+    result
+}
+
+async fn lifecycle(settings: &Settings, command: LifecycleCommand) -> anyhow::Result<()> {
+    use mamori_service::lifecycle::policy::{BUILT_IN, Policy};
+    let clock = SystemClock;
+    let command = match command {
+        LifecycleCommand::Purge(command) => {
+            return purge_cli::run(settings, command, clock.now()).await;
+        }
+        LifecycleCommand::Policy {
+            command: PolicyCommand::Show { name },
+        } => {
+            let policy = match name {
+                Some(name) => Policy::built_in(&name).with_context(|| {
+                    let names: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
+                    format!("no built-in policy {name} (built in: {})", names.join(", "))
+                })?,
+                None => settings.lifecycle_policy.clone(),
+            };
+            print!("{}", policy.source);
+            return Ok(());
+        }
+        LifecycleCommand::Policy {
+            command: PolicyCommand::Check { file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let policy = Policy::parse(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+            println!(
+                "{}: policy {} is valid ({} rules)",
+                file.display(),
+                policy.name,
+                policy.rules.len()
+            );
+            return Ok(());
+        }
+        other => other,
+    };
+    let backend = Backend::open(settings).await?;
+    let services = backend.services.clone();
+    let result = async {
+        let fail = |error: mamori_service::ServiceError| anyhow::anyhow!("{error}");
+        match command {
+            LifecycleCommand::Policy { .. } | LifecycleCommand::Purge(_) => Ok(()),
+            LifecycleCommand::Contract {
+                org,
+                event,
+                at,
+                period_end,
+                plan,
+                now,
+            } => {
+                let now = parse_now(now, &clock)?;
+                let parse = |flag: &str, text: String| {
+                    Timestamp::parse_rfc3339(&text)
+                        .with_context(|| format!("--{flag} {text} is not an RFC 3339 time"))
+                };
+                let input = mamori_service::lifecycle::ContractEventInput {
+                    event,
+                    at: at.map(|text| parse("at", text)).transpose()?.unwrap_or(now),
+                    period_end: period_end
+                        .map(|text| parse("period-end", text))
+                        .transpose()?,
+                    plan,
+                };
+                let view = services
+                    .record_contract_event(None, &Default::default(), &org, &input, now)
+                    .await
+                    .map_err(fail)?;
+                println!(
+                    "{} is {} on the {} plan",
+                    view.org_id, view.state, view.plan
+                );
+                Ok(())
+            }
+            LifecycleCommand::Restore { org, now } => {
+                let now = parse_now(now, &clock)?;
+                let view = services
+                    .restore_org(None, &Default::default(), &org, now)
+                    .await
+                    .map_err(fail)?;
+                println!("{} restored; it is {}", view.org_id, view.state);
+                Ok(())
+            }
+            LifecycleCommand::Run { now, dry_run } => {
+                let now = parse_now(now, &clock)?;
+                let run = services
+                    .run_lifecycle_once(now, dry_run)
+                    .await
+                    .map_err(fail)?;
+                let verb = if dry_run { "would take" } else { "took" };
+                println!(
+                    "at {now}: {verb} {} lifecycle steps (policy {})",
+                    run.actions.len(),
+                    services.lifecycle_policy().name
+                );
+                for action in run.actions {
+                    println!(
+                        "{} {}: {} -> {} (due {})",
+                        action.org_id, action.action, action.from, action.to, action.due_at
+                    );
+                }
+                Ok(())
+            }
+            LifecycleCommand::Report { now, json } => {
+                let now = parse_now(now, &clock)?;
+                let report = services.lifecycle_report(now).await.map_err(fail)?;
+                if json {
+                    let body = mamori_server::lifecycle_report_body(report);
+                    println!("{}", serde_json::to_string_pretty(&body)?);
+                    return Ok(());
+                }
+                println!(
+                    "lifecycle report at {now}, policy {}: {} organizations; {}",
+                    report.policy,
+                    report.items.len(),
+                    if report.all_met {
+                        "every deadline met so far"
+                    } else {
+                        "DEADLINES MISSED"
+                    }
+                );
+                let show = |at: Option<Timestamp>| {
+                    at.map_or_else(|| String::from("-"), |at| at.to_rfc3339())
+                };
+                for item in report.items {
+                    let view = &item.lifecycle;
+                    println!(
+                        "{}  {}  plan {}  deleted {} ({})  purge starts {}  due by {}  purged {}",
+                        view.org_id,
+                        view.state,
+                        view.plan,
+                        show(view.deleted_at),
+                        view.deletion_reason.as_deref().unwrap_or("-"),
+                        show(view.purge_starts_at),
+                        show(view.purge_due_by),
+                        show(view.purged_at),
+                    );
+                    for deadline in item.deadlines {
+                        println!(
+                            "    {:<18} due {}  deadline {}  done {}  {}",
+                            deadline.name,
+                            deadline.due_at,
+                            deadline.deadline,
+                            show(deadline.done_at),
+                            deadline.status.to_uppercase()
+                        );
+                    }
+                }
                 Ok(())
             }
         }

@@ -6,6 +6,7 @@ pub mod app_api;
 pub mod audit;
 pub mod authz;
 pub mod health;
+pub mod lifecycle;
 pub mod local_accounts;
 pub mod me;
 pub mod operator;

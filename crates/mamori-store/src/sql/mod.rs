@@ -8,6 +8,7 @@ mod access_logs;
 pub(crate) mod audit;
 mod authz;
 mod credentials;
+mod lifecycle;
 mod local_accounts;
 mod orgs;
 mod purge;

@@ -14,6 +14,8 @@ mod cli;
 mod conformance;
 mod http;
 mod keyring;
+mod lifecycle;
+mod lifecycle_cli;
 mod local_accounts;
 mod mail;
 mod operator;

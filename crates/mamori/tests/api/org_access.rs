@@ -188,6 +188,12 @@ fn rows() -> Vec<Row> {
         row("GET", "/api/v1/orgs/{org}", None,                              [404, 200, 200, 200, 200, 404, 403, 403]),
         row("PATCH", "/api/v1/orgs/{org}", Some(r#"{"name":"Renamed by {actor}"}"#),
                                                                             [404, 403, 403, 403, 200, 404, 403, 403]).watch(ORG),
+        // The lifecycle (issue 6): deleting needs the administrator and the password (the
+        // deletion itself is in `lifecycle.rs`, as it ends the organization).
+        row("DELETE", "/api/v1/orgs/{org}", Some(r#"{"password":"not the password at all"}"#),
+                                                                            [404, 403, 403, 403, 422, 404, 403, 403]).watch(ORG),
+        row("GET", "/api/v1/orgs/{org}/lifecycle", None,                    [404, 200, 200, 200, 200, 404, 403, 403]),
+        row("POST", "/api/v1/orgs/{org}/lifecycle/continue", None,          [404, 403, 403, 403, 200, 404, 403, 403]),
         // Members.
         row("GET", "/api/v1/orgs/{org}/members", None,                      [404, 403, 200, 200, 200, 404, 403, 403]),
         row("GET", "/api/v1/orgs/{org}/members/{self}", None,               [404, 200, 200, 200, 200, 404, 403, 403]),
