@@ -72,8 +72,12 @@ pub struct Lifecycle {
 /// One deadline and whether it was met.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct Deadline {
-    /// `automatic_deletion`, `purge_start` or `purge_complete`.
+    /// `automatic_deletion`, `purge_start`, `purge_complete` or `app_confirmed` (an app's
+    /// confirmation that it deleted the organization's data, DEL-7).
     pub name: String,
+    /// For `app_confirmed`: the app, `app_...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
     /// Not before this.
     pub due_at: String,
     /// Not after this.
@@ -87,8 +91,9 @@ pub struct Deadline {
 pub struct LifecycleReportItem {
     pub lifecycle: Lifecycle,
     pub deadlines: Vec<Deadline>,
-    /// When the purge engine finished this organization's purge, as it reports it.
-    pub purge_finished_at: Option<String>,
+    /// The purge, once requested: its steps (with rows removed) and each app's webhook and
+    /// confirmation.
+    pub purge: Option<crate::Purge>,
 }
 
 /// `GET /api/v1/operator/lifecycle/report`: the evidence of the deletion promises.

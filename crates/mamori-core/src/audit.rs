@@ -95,6 +95,9 @@ pub mod action {
     pub const ORG_RESTORED: &str = "org.restored";
     pub const ORG_CONTRACT_EVENT: &str = "org.contract.event";
     pub const ORG_LIFECYCLE_CHANGED: &str = "org.lifecycle.changed";
+    /// The organization's own audit trail was cut to its signed anchor on the date the
+    /// policy gives (AUD-3; platform chain).
+    pub const ORG_AUDIT_TRAIL_PURGED: &str = "org.audit_trail.purged";
     pub const ORG_LIFECYCLE_CONTINUED: &str = "org.lifecycle.continued";
     pub const ORG_PLAN_LIMIT_CHANGED: &str = "org.plan_limit.changed";
     pub const ORG_MEMBER_ADDED: &str = "org.member.added";

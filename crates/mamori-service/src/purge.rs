@@ -403,6 +403,34 @@ impl Services {
         Ok(true)
     }
 
+    /// AUD-3: cuts the organization's own audit chain to a signed anchor at its head, in
+    /// batches of [`AUDIT_BATCH`] events, each its own transaction; returns the events
+    /// removed. Idempotent: run again, or by another node at once, it finds nothing left.
+    pub async fn purge_org_audit_trail(
+        &self,
+        org: &OrgId,
+        now: Timestamp,
+    ) -> Result<u64, ServiceError> {
+        let chain = org.as_str();
+        let mut removed = 0;
+        while let Some(head) = self.store.audit_chain(chain).await?
+            && head.last_seq > head.anchor_seq
+        {
+            let up_to = head.last_seq.min(head.anchor_seq + AUDIT_BATCH);
+            let signer = self.audit_signer().await?;
+            let sign = |hash: &str| signer.sign_anchor(chain, up_to, hash, now);
+            let mut tx = self.store.begin().await?;
+            let cut = tx.purge_audit_prefix(chain, up_to, &sign).await?;
+            tx.commit().await?;
+            if cut == 0 {
+                // Another node cut this batch first; read the head again.
+                tokio::task::yield_now().await;
+            }
+            removed += cut;
+        }
+        Ok(removed)
+    }
+
     /// One transaction of one step: returns the rows it removed and whether the step is done.
     async fn purge_step(
         &self,

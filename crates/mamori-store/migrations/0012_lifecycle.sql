@@ -24,6 +24,8 @@ CREATE TABLE org_lifecycle (
     audit_purge_starts_at BIGINT,
     purge_started_at BIGINT,
     purged_at BIGINT,
+    -- When the organization's own audit trail was cut to its signed anchor (AUD-3).
+    audit_purged_at BIGINT,
     -- The notice sent before an automatic deletion, so it goes once: the state it was for.
     notice_sent_for TEXT,
     -- terms-v3: when the organization was asked whether it wants to continue, and when it

@@ -615,6 +615,7 @@ async fn lifecycle(store: &dyn Store) {
         audit_purge_starts_at: None,
         purge_started_at: None,
         purged_at: None,
+        audit_purged_at: None,
         notice_sent_for: None,
         continue_asked_at: None,
         last_confirmed_at: Some(at),

@@ -25,6 +25,8 @@ pub struct OrgLifecycleRow {
     pub audit_purge_starts_at: Option<Timestamp>,
     pub purge_started_at: Option<Timestamp>,
     pub purged_at: Option<Timestamp>,
+    /// When the organization's own audit trail was purged (AUD-3).
+    pub audit_purged_at: Option<Timestamp>,
     pub notice_sent_for: Option<String>,
     pub continue_asked_at: Option<Timestamp>,
     pub last_confirmed_at: Option<Timestamp>,

@@ -671,10 +671,34 @@ async fn lifecycle(settings: &Settings, command: LifecycleCommand) -> anyhow::Re
                         show(view.purge_due_by),
                         show(view.purged_at),
                     );
+                    if let Some(purge) = &item.purge {
+                        let steps: Vec<String> = purge
+                            .steps
+                            .iter()
+                            .map(|step| match step.done_at {
+                                Some(_) => format!("{} {}", step.name, step.rows),
+                                None => format!("{} (under way)", step.name),
+                            })
+                            .collect();
+                        println!(
+                            "    purge requested {}  finished {}  steps: {}",
+                            purge.requested_at,
+                            show(purge.finished_at),
+                            if steps.is_empty() {
+                                String::from("none yet")
+                            } else {
+                                steps.join(", ")
+                            }
+                        );
+                    }
                     for deadline in item.deadlines {
+                        let name = match &deadline.app_id {
+                            Some(app) => format!("{} {app}", deadline.name),
+                            None => deadline.name.to_owned(),
+                        };
                         println!(
                             "    {:<18} due {}  deadline {}  done {}  {}",
-                            deadline.name,
+                            name,
                             deadline.due_at,
                             deadline.deadline,
                             show(deadline.done_at),

@@ -74,13 +74,14 @@ pub fn report_body(report: lifecycle::LifecycleReport) -> LifecycleReport {
                     .into_iter()
                     .map(|deadline| Deadline {
                         name: deadline.name.to_owned(),
+                        app_id: deadline.app_id.map(|app| app.as_str().to_owned()),
                         due_at: deadline.due_at.to_rfc3339(),
                         deadline: deadline.deadline.to_rfc3339(),
                         done_at: time(deadline.done_at),
                         status: deadline.status.to_owned(),
                     })
                     .collect(),
-                purge_finished_at: time(item.purge_finished_at),
+                purge: item.purge.map(crate::routes::purge::purge_body),
             })
             .collect(),
     }

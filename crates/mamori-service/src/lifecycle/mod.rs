@@ -165,8 +165,10 @@ pub struct LifecycleRun {
 /// One deadline in the evidence report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadlineView {
-    /// `automatic_deletion`, `purge_start`, `purge_complete`.
+    /// `automatic_deletion`, `purge_start`, `purge_complete`, `app_confirmed`.
     pub name: &'static str,
+    /// For `app_confirmed`: which app.
+    pub app_id: Option<mamori_core::AppId>,
     /// Not before this.
     pub due_at: Timestamp,
     /// Not after this.
@@ -180,8 +182,9 @@ pub struct DeadlineView {
 pub struct LifecycleReportItem {
     pub lifecycle: LifecycleView,
     pub deadlines: Vec<DeadlineView>,
-    /// What the purge engine reports (filled at the merge; see `handoff`).
-    pub purge_finished_at: Option<Timestamp>,
+    /// The purge engine's record of this organization's purge, if one was requested: its
+    /// steps with their row counts and times, and each app's webhook and confirmation.
+    pub purge: Option<crate::PurgeStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +239,7 @@ impl Services {
             audit_purge_starts_at: None,
             purge_started_at: None,
             purged_at: None,
+            audit_purged_at: None,
             notice_sent_for: None,
             continue_asked_at: None,
             last_confirmed_at: Some(created_at),
@@ -323,6 +327,41 @@ impl Services {
         Some(anchor.plus_days(rule.delete_after_days.unwrap_or(0)))
     }
 
+    /// An automatic deletion is now on its way (a trial ended, a suspension): its date, and
+    /// the date the organization's audit trail goes, which for these triggers the policy
+    /// counts from the trigger or the contract period end, not from the deletion (AUD-3).
+    fn schedule_automatic_deletion(
+        &self,
+        row: &mut OrgLifecycleRow,
+        trigger: Trigger,
+        trigger_at: Timestamp,
+    ) {
+        row.deletion_due_at = self.automatic_deletion_date(row, trigger, trigger_at);
+        if row.audit_purged_at.is_none() {
+            row.audit_purge_starts_at = Plan::parse(&row.plan)
+                .and_then(|plan| {
+                    self.lifecycle_policy
+                        .rule(DataKind::AuditLog, plan, trigger)
+                })
+                .map(|rule| {
+                    let anchor = match rule.anchor {
+                        Anchor::Trigger => trigger_at,
+                        Anchor::PeriodEnd => row.period_ends_at.unwrap_or(trigger_at),
+                    };
+                    anchor.plus_days(rule.purge_after_days)
+                });
+        }
+    }
+
+    /// The automatic deletion is off (a subscription, a reinstatement): so is the audit
+    /// trail's date, unless it already passed and the trail went.
+    fn cancel_automatic_deletion(row: &mut OrgLifecycleRow) {
+        row.deletion_due_at = None;
+        if row.audit_purged_at.is_none() {
+            row.audit_purge_starts_at = None;
+        }
+    }
+
     /// The row after deleting the organization for `reason` at `now`, with the purge dates
     /// the policy gives.
     fn deleted_row(
@@ -381,7 +420,22 @@ impl Services {
         row.deleted_at = Some(now);
         row.purge_starts_at = Some(purge_starts_at);
         row.purge_due_by = Some(purge_starts_at.plus_days(within));
-        row.audit_purge_starts_at = Some(audit_purge_starts_at);
+        match row.audit_purged_at {
+            // The trail already went on (or after) this date.
+            Some(done) if audit_purge_starts_at <= done => {}
+            // It went on an earlier occasion (a suspension later lifted): again, later.
+            Some(_) => {
+                row.audit_purged_at = None;
+                row.audit_purge_starts_at = Some(audit_purge_starts_at);
+            }
+            // A date set when the trigger came (trial end, suspension) stands if earlier.
+            None => {
+                row.audit_purge_starts_at = Some(
+                    row.audit_purge_starts_at
+                        .map_or(audit_purge_starts_at, |set| set.min(audit_purge_starts_at)),
+                );
+            }
+        }
         row.continue_asked_at = None;
         Ok(row)
     }
@@ -709,8 +763,7 @@ impl Services {
                 }
                 row.trial_ends_at = Some(input.at);
                 row.state = String::from(TRIAL_EXPIRED);
-                row.deletion_due_at =
-                    self.automatic_deletion_date(&row, Trigger::TrialEnded, input.at);
+                self.schedule_automatic_deletion(&mut row, Trigger::TrialEnded, input.at);
                 notice = Some(Notice::TrialExpired);
             }
             "subscribed" => {
@@ -731,7 +784,7 @@ impl Services {
                 row.plan = String::from(plan.as_str());
                 row.period_ends_at = input.period_end;
                 row.state = String::from(ACTIVE);
-                row.deletion_due_at = None;
+                Self::cancel_automatic_deletion(&mut row);
                 row.notice_sent_for = None;
             }
             "renewed" => {
@@ -750,8 +803,7 @@ impl Services {
                 row.period_ends_at = input.period_end;
                 if state == SUSPENDED {
                     let suspended = row.suspended_at.unwrap_or(input.at);
-                    row.deletion_due_at =
-                        self.automatic_deletion_date(&row, Trigger::Suspended, suspended);
+                    self.schedule_automatic_deletion(&mut row, Trigger::Suspended, suspended);
                 }
             }
             "suspended" => {
@@ -762,8 +814,7 @@ impl Services {
                 }
                 row.suspended_at = Some(input.at);
                 row.state = String::from(SUSPENDED);
-                row.deletion_due_at =
-                    self.automatic_deletion_date(&row, Trigger::Suspended, input.at);
+                self.schedule_automatic_deletion(&mut row, Trigger::Suspended, input.at);
                 notice = Some(Notice::Suspended);
             }
             "reinstated" => {
@@ -774,7 +825,7 @@ impl Services {
                 }
                 row.state = String::from(ACTIVE);
                 row.suspended_at = None;
-                row.deletion_due_at = None;
+                Self::cancel_automatic_deletion(&mut row);
                 row.notice_sent_for = None;
             }
             "cancelled" => {
@@ -917,7 +968,9 @@ impl Services {
         row.deleted_at = None;
         row.purge_starts_at = None;
         row.purge_due_by = None;
-        row.audit_purge_starts_at = None;
+        if row.audit_purged_at.is_none() {
+            row.audit_purge_starts_at = None;
+        }
         row.notice_sent_for = None;
         row.continue_asked_at = None;
         row.last_confirmed_at = Some(now);
@@ -956,6 +1009,13 @@ impl Services {
                 let mut current = row.clone();
                 for _ in 0..MAX_STEPS_PER_ROUND {
                     match self.step_org(&current, now, dry_run).await {
+                        // A dry run goes on past the audit trail's purge to the step that
+                        // follows it in the same round, as a real run would.
+                        Ok(Some(action)) if dry_run && action.action == "audit_purged" => {
+                            run.actions.push(action);
+                            current.audit_purged_at = Some(now);
+                            continue;
+                        }
                         Ok(Some(action)) => run.actions.push(action),
                         Ok(None) => break,
                         Err(error) => {
@@ -989,6 +1049,42 @@ impl Services {
         now: Timestamp,
         dry_run: bool,
     ) -> Result<Option<LifecycleAction>, ServiceError> {
+        // AUD-3: the organization's own audit trail goes on its own date, which may come
+        // before the purge (30 days after a trial's end) or with it.
+        if let Some(due_at) = seen.audit_purge_starts_at
+            && due_at <= now
+            && seen.audit_purged_at.is_none()
+        {
+            let action = LifecycleAction {
+                org_id: seen.org_id.clone(),
+                action: "audit_purged",
+                from: seen.state.clone(),
+                to: seen.state.clone(),
+                due_at,
+            };
+            if dry_run {
+                return Ok(Some(action));
+            }
+            // Idempotent, in batches of its own: a second node finds nothing left.
+            let removed = self.purge_org_audit_trail(&seen.org_id, now).await?;
+            let mut tx = self.store.begin().await?;
+            let (mut row, expected) = self.lifecycle_in_tx(tx.as_mut(), &seen.org_id, now).await?;
+            if row.audit_purged_at.is_some() {
+                return Ok(None);
+            }
+            row.audit_purged_at = Some(now);
+            let row = self.save_lifecycle(tx.as_mut(), row, expected, now).await?;
+            let draft = AuditDraft::new(ActorKind::System, None, action::ORG_AUDIT_TRAIL_PURGED)
+                .target("org", row.org_id.as_str())
+                .details(json!({
+                    "due_at": due_at.to_rfc3339(),
+                    "events_removed": removed,
+                }));
+            self.record(tx.as_mut(), &RequestContext::default(), draft, now)
+                .await?;
+            tx.commit().await?;
+            return Ok(Some(action));
+        }
         if seen.state == PURGING {
             let Some(finished) = self.purge_finished(&seen.org_id).await? else {
                 return Ok(None);
@@ -1075,8 +1171,7 @@ impl Services {
             Step::ExpireTrial => {
                 let ended = row.trial_ends_at.unwrap_or(now);
                 row.state = String::from(TRIAL_EXPIRED);
-                row.deletion_due_at =
-                    self.automatic_deletion_date(&row, Trigger::TrialEnded, ended);
+                self.schedule_automatic_deletion(&mut row, Trigger::TrialEnded, ended);
                 notice = Some(Notice::TrialExpired);
             }
             Step::AskToContinue => {
@@ -1216,15 +1311,16 @@ impl Services {
                 .org_lifecycles(after.as_ref(), PAGE, true)
                 .await?;
             for row in &rows {
-                let purge_finished_at = if row.state == PURGING || row.state == PURGED {
-                    self.purge_finished(&row.org_id).await?.or(row.purged_at)
-                } else {
-                    None
-                };
+                let purge = self.purge_status(&row.org_id, now).await?;
+                let mut deadlines = deadlines_of(row, now);
+                // DEL-7: every app told of the purge confirms by the purge's deadline.
+                if let Some(purge) = &purge {
+                    deadlines.extend(purge.apps.iter().map(|app| app_deadline(purge, app, now)));
+                }
                 items.push(LifecycleReportItem {
                     lifecycle: self.lifecycle_view(row),
-                    deadlines: deadlines_of(row, now),
-                    purge_finished_at,
+                    deadlines,
+                    purge,
                 });
             }
             if rows.len() < PAGE as usize {
@@ -1245,6 +1341,29 @@ impl Services {
     }
 }
 
+/// An app's confirmation that it deleted the organization's data (DEL-7), due by the purge's
+/// own deadline.
+fn app_deadline(
+    purge: &crate::PurgeStatus,
+    app: &crate::purge::PurgeAppStatus,
+    now: Timestamp,
+) -> DeadlineView {
+    let status = match app.confirmed_at {
+        Some(done) if done <= purge.due_by => "met",
+        Some(_) => "missed",
+        None if now > purge.due_by => "missed",
+        None => "pending",
+    };
+    DeadlineView {
+        name: "app_confirmed",
+        app_id: Some(app.app_id.clone()),
+        due_at: purge.requested_at,
+        deadline: purge.due_by,
+        done_at: app.confirmed_at,
+        status,
+    }
+}
+
 /// The deadlines of one organization with their verdicts. A scheduled step is on time when
 /// it happened on its date or within [`ON_TIME_GRACE_DAYS`] after; before is `early`, later
 /// `missed`. A purge completes by its `purge_due_by`.
@@ -1261,6 +1380,7 @@ fn deadlines_of(row: &OrgLifecycleRow, now: Timestamp) -> Vec<DeadlineView> {
         };
         DeadlineView {
             name,
+            app_id: None,
             due_at: due,
             deadline,
             done_at: done,
@@ -1278,6 +1398,9 @@ fn deadlines_of(row: &OrgLifecycleRow, now: Timestamp) -> Vec<DeadlineView> {
     if let Some(due) = row.purge_starts_at {
         deadlines.push(scheduled("purge_start", due, row.purge_started_at));
     }
+    if let Some(due) = row.audit_purge_starts_at {
+        deadlines.push(scheduled("audit_purge", due, row.audit_purged_at));
+    }
     if let (Some(start), Some(due_by)) = (row.purge_starts_at, row.purge_due_by) {
         let status = match row.purged_at {
             Some(done) if done <= due_by => "met",
@@ -1287,6 +1410,7 @@ fn deadlines_of(row: &OrgLifecycleRow, now: Timestamp) -> Vec<DeadlineView> {
         };
         deadlines.push(DeadlineView {
             name: "purge_complete",
+            app_id: None,
             due_at: start,
             deadline: due_by,
             done_at: row.purged_at,

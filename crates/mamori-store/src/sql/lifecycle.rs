@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 const COLUMNS: &str = "org_id, state, plan, trial_started_at, trial_ends_at, period_ends_at, \
     suspended_at, deletion_due_at, deletion_reason, deleted_at, purge_starts_at, purge_due_by, \
     audit_purge_starts_at, purge_started_at, purged_at, notice_sent_for, continue_asked_at, \
-    last_confirmed_at, version, updated_at";
+    last_confirmed_at, version, updated_at, audit_purged_at";
 
 const EVENT_COLUMNS: &str = "id, org_id, event, at, period_end, recorded_at, recorded_by";
 
@@ -37,6 +37,7 @@ fn lifecycle_from(row: &AnyRow) -> Result<OrgLifecycleRow, StoreError> {
         last_confirmed_at: optional_time_at(row, "last_confirmed_at")?,
         version: row.try_get("version")?,
         updated_at: time_at(row, "updated_at")?,
+        audit_purged_at: optional_time_at(row, "audit_purged_at")?,
     })
 }
 
@@ -125,7 +126,7 @@ impl LifecycleStoreTx for SqlTx {
         let statement = match expected {
             None => format!(
                 "INSERT INTO org_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
                  ON CONFLICT (org_id) DO NOTHING"
             ),
             Some(_) => String::from(
@@ -135,7 +136,7 @@ impl LifecycleStoreTx for SqlTx {
                  purge_starts_at = $11, purge_due_by = $12, audit_purge_starts_at = $13, \
                  purge_started_at = $14, purged_at = $15, notice_sent_for = $16, \
                  continue_asked_at = $17, last_confirmed_at = $18, version = $19, \
-                 updated_at = $20 WHERE org_id = $1 AND version = $21",
+                 updated_at = $20, audit_purged_at = $21 WHERE org_id = $1 AND version = $22",
             ),
         };
         let result = sqlx::query(sql(statement))
@@ -158,7 +159,8 @@ impl LifecycleStoreTx for SqlTx {
             .bind(millis(row.continue_asked_at))
             .bind(millis(row.last_confirmed_at))
             .bind(row.version)
-            .bind(row.updated_at.as_millis());
+            .bind(row.updated_at.as_millis())
+            .bind(millis(row.audit_purged_at));
         let result = match expected {
             Some(version) => result.bind(version),
             None => result,

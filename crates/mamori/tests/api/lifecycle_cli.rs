@@ -175,7 +175,13 @@ async fn the_scheduler_runs_by_hand_dry_or_for_real_and_reports(engine: TestEngi
     );
     // A dry run on the day says what it would do and does nothing.
     let stdout = mamori_ok(&app, &["lifecycle", "run", "--dry-run", "--now", &day(180)]).await;
-    assert!(stdout.contains("would take 1 lifecycle steps"), "{stdout}");
+    // The audit trail goes on the day the purge starts (AUD-3: 180 days after deletion),
+    // just before it.
+    assert!(stdout.contains("would take 2 lifecycle steps"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{org} audit_purged: deleted -> deleted")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!("{org} purge_started: deleted -> purging")),
         "{stdout}"
@@ -186,7 +192,7 @@ async fn the_scheduler_runs_by_hand_dry_or_for_real_and_reports(engine: TestEngi
     );
     // For real: once.
     let stdout = mamori_ok(&app, &["lifecycle", "run", "--now", &day(180)]).await;
-    assert!(stdout.contains("took 1 lifecycle steps"), "{stdout}");
+    assert!(stdout.contains("took 2 lifecycle steps"), "{stdout}");
     assert!(
         stdout.contains(&format!("{org} purge_started: deleted -> purging")),
         "{stdout}"

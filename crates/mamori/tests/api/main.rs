@@ -16,6 +16,7 @@ mod http;
 mod keyring;
 mod lifecycle;
 mod lifecycle_cli;
+mod lifecycle_purge;
 mod local_accounts;
 mod mail;
 mod operator;
