@@ -4,7 +4,7 @@
 //! batch of log rows queues behind a request's transaction instead of spinning on
 //! `SQLITE_BUSY`.
 
-use super::{SqlStore, sql, time_at};
+use super::{SqlStore, row_placeholders, sql, time_at};
 use crate::db::Engine;
 use crate::{AccessLogFilter, AccessLogRow, AccessLogStore, StoreError};
 use async_trait::async_trait;
@@ -16,9 +16,9 @@ use tokio::sync::OwnedSemaphorePermit;
 const ACCESS_LOG_COLUMNS: &str = "id, logged_at, method, path, query, status, latency_us, \
     client_ip, user_agent, principal_type, principal_id, org_id, request_id";
 const ACCESS_LOG_COLUMN_COUNT: usize = 13;
-/// Rows per `INSERT`: 256 x 13 = 3,328 bound parameters, under either engine's limit (32,766
+/// Rows per `INSERT`: 128 x 13 = 1,664 bound parameters, under either engine's limit (32,766
 /// in the bundled SQLite, 3.32 or later; 65,535 in PostgreSQL).
-const INSERT_CHUNK_ROWS: usize = 256;
+const INSERT_CHUNK_ROWS: usize = 128;
 
 fn access_log_from(row: &AnyRow) -> Result<AccessLogRow, StoreError> {
     let status: i64 = row.try_get("status")?;
@@ -76,17 +76,7 @@ impl AccessLogStore for SqlStore {
         let _permit = self.write_permit().await?;
         let mut tx = self.begin_write().await?;
         for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
-            let values = (0..chunk.len())
-                .map(|row_index| {
-                    let first = row_index * ACCESS_LOG_COLUMN_COUNT + 1;
-                    let placeholders = (first..first + ACCESS_LOG_COLUMN_COUNT)
-                        .map(|n| format!("${n}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    format!("({placeholders})")
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = row_placeholders(self.engine, chunk.len(), ACCESS_LOG_COLUMN_COUNT);
             let statement =
                 format!("INSERT INTO access_logs ({ACCESS_LOG_COLUMNS}) VALUES {values}");
             let mut query = sqlx::query(sql(statement));

@@ -84,6 +84,7 @@ impl SqlTx {
             local_revision,
             evictions,
             cache,
+            engine: _,
         } = *self;
         // Credentials changed: bump the epoch so other processes' caches forget (see
         // `crate::cache`). The row lock orders these writers like the revision's.
