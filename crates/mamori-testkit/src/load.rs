@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -128,4 +128,31 @@ pub fn cpu_time(pid: Option<u32>) -> Duration {
     let ticks: u64 =
         fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     Duration::from_millis(ticks * 10)
+}
+
+/// The number of access-log rows once it stops growing (or reaches `expected`): the writer
+/// stores a batch every second at the latest.
+pub async fn settled_access_logs(pool: &sqlx::AnyPool, expected: Option<u64>) -> u64 {
+    let count = || async {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs")
+            .fetch_one(pool)
+            .await
+            .expect("count access logs");
+        u64::try_from(rows).expect("a count")
+    };
+    let mut last = count().await;
+    let mut unchanged_since = Instant::now();
+    loop {
+        if expected.is_some_and(|expected| last >= expected)
+            || unchanged_since.elapsed() > Duration::from_millis(2_500)
+        {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count().await;
+        if now != last {
+            last = now;
+            unchanged_since = Instant::now();
+        }
+    }
 }

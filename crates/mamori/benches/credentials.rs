@@ -21,7 +21,7 @@
 
 use mamori_core::Timestamp;
 use mamori_service::totp::{TotpKey, step_at};
-use mamori_testkit::load::{address_of, cpu_time, hammer, raw_request};
+use mamori_testkit::load::{address_of, cpu_time, hammer, raw_request, settled_access_logs};
 use mamori_testkit::process::ServerProcess;
 use mamori_testkit::{GOOD_PASSWORD, TestDatabase, TestEngine};
 use std::hint::black_box;
@@ -210,33 +210,6 @@ async fn me_over_http(engine: TestEngine, duration: Duration) -> HttpMeasurement
         elapsed,
         server_cpu,
         client_cpu,
-    }
-}
-
-/// The number of access-log rows once it stops growing (or reaches `expected`): the writer
-/// stores a batch every second at the latest.
-async fn settled_access_logs(pool: &sqlx::AnyPool, expected: Option<u64>) -> u64 {
-    let count = || async {
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs")
-            .fetch_one(pool)
-            .await
-            .expect("count access logs");
-        u64::try_from(rows).expect("a count")
-    };
-    let mut last = count().await;
-    let mut unchanged_since = Instant::now();
-    loop {
-        if expected.is_some_and(|expected| last >= expected)
-            || unchanged_since.elapsed() > Duration::from_millis(2_500)
-        {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = count().await;
-        if now != last {
-            last = now;
-            unchanged_since = Instant::now();
-        }
     }
 }
 
