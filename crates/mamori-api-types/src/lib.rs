@@ -26,7 +26,7 @@ pub use lifecycle::{
 };
 pub use purge::{
     Purge, PurgeApp, PurgeConfirmation, PurgeConfirmationRequest, PurgeRequest, PurgeStep,
-    SetWebhookRequest,
+    SetWebhookRequest, WebhookSettings,
 };
 
 use serde::{Deserialize, Serialize};

@@ -51,6 +51,16 @@ pub struct SetWebhookRequest {
     pub url: Option<String>,
 }
 
+/// `PUT /api/v1/operator/apps/{app}/webhook`: the URL set, and the secret the app verifies
+/// each webhook's signature with (`Mamori-Webhook-Signature: v1=<hex HMAC-SHA256 keyed with the
+/// secret's bytes, over timestamp + "." + body>`); both `null` when cleared.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub url: Option<String>,
+    /// `mmw_...`; give it to the app, keep it out of logs.
+    pub signing_secret: Option<String>,
+}
+
 /// `POST /api/v1/app/purge-confirmations`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -148,12 +148,8 @@ impl WebhookReport {
     }
 }
 
-/// The signing key of an app's webhooks: SHA-256 of the app's secret, which both sides can
-/// compute (Mamori stores exactly that hash, as hex).
-pub fn webhook_key_from_secret_hash(secret_hash_hex: &str) -> Result<Vec<u8>, ServiceError> {
-    hex::decode(secret_hash_hex)
-        .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("stored app secret hash is not hex")))
-}
+/// The prefix of an app's webhook signing secret.
+pub const WEBHOOK_SECRET_PREFIX: &str = "mmw_";
 
 /// `v1=` and hex HMAC-SHA256(key, timestamp + "." + body).
 pub fn webhook_signature(key: &[u8], timestamp: &str, body: &[u8]) -> String {
@@ -577,7 +573,7 @@ impl Services {
             Ok(None) => return Err(String::from("no webhook url")),
             Err(error) => return Err(format!("store: {error}")),
         };
-        let key = webhook_key_from_secret_hash(&app.secret_hash).map_err(|e| e.to_string())?;
+        let key = self.webhook_signing_secret(&app.id);
         let body = json!({
             "type": PURGE_STARTED_EVENT,
             "org_id": hook.org_id.as_str(),
@@ -585,7 +581,7 @@ impl Services {
         })
         .to_string();
         let timestamp = (now.as_millis().div_euclid(1000)).to_string();
-        let signature = webhook_signature(&key, &timestamp, body.as_bytes());
+        let signature = webhook_signature(key.as_bytes(), &timestamp, body.as_bytes());
         let client = self
             .webhook_client
             .get_or_try_init(|| async {
@@ -660,7 +656,7 @@ impl Services {
         app: &str,
         url: Option<&str>,
         now: Timestamp,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Option<String>, ServiceError> {
         let app_id = AppId::parse(app).ok_or(ServiceError::NotFound)?;
         let url = url.map(valid_webhook_url).transpose()?;
         let mut tx = self.store.begin().await?;
@@ -679,7 +675,20 @@ impl Services {
             .details(json!({ "set": url.is_some() })),
             now,
         )
-        .await
+        .await?;
+        Ok(url.map(|_| self.webhook_signing_secret(&app_id)))
+    }
+
+    /// The secret an app's webhooks are signed with (HMAC-SHA256 keyed with its bytes):
+    /// derived from the master key and the app's ID, so it is stored nowhere, and neither a
+    /// copy of the data store (which holds only a hash of the app's own secret) nor the app's
+    /// secret can forge a webhook. The operator gets it when setting the webhook URL and hands
+    /// it to the app.
+    pub fn webhook_signing_secret(&self, app: &AppId) -> String {
+        format!(
+            "{WEBHOOK_SECRET_PREFIX}{}",
+            self.keyring.blind_index("webhook-signing", app.as_str())
+        )
     }
 }
 

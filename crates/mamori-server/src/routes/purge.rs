@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mamori_api_types::{
     Problem, Purge, PurgeApp, PurgeConfirmation, PurgeConfirmationRequest, PurgeRequest, PurgeStep,
-    SetWebhookRequest,
+    SetWebhookRequest, WebhookSettings,
 };
 use mamori_core::{OrgId, Timestamp};
 use mamori_service::{PurgeStatus, ServiceError};
@@ -108,16 +108,16 @@ async fn purge_status(
 /// Set (or with `null` clear) the URL that receives an app's webhooks (`http` or `https`).
 #[utoipa::path(put, path = "/api/v1/operator/apps/{app}/webhook", tag = "operator",
     security(("bearer" = [])), params(("app" = String, Path)), request_body = SetWebhookRequest,
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 200, body = WebhookSettings), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn set_webhook(
     State(state): State<AppState>,
     OperatorAuth(operator): OperatorAuth,
     Context(context): Context,
     Path(app): Path<String>,
     ApiJson(body): ApiJson<SetWebhookRequest>,
-) -> Result<StatusCode, ApiError> {
-    state
+) -> Result<Json<WebhookSettings>, ApiError> {
+    let signing_secret = state
         .services
         .set_app_webhook_url(
             &operator,
@@ -127,7 +127,13 @@ async fn set_webhook(
             state.clock.now(),
         )
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(WebhookSettings {
+        url: body
+            .url
+            .filter(|_| signing_secret.is_some())
+            .map(|url| url.trim().to_owned()),
+        signing_secret,
+    }))
 }
 
 /// The app confirms it deleted its data of a purged organization (DEL-7); 404 unless the

@@ -651,16 +651,16 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     out
 }
 
-/// What the documentation tells app developers to do: key = SHA-256(app secret), signature
-/// over `timestamp + "." + body`.
-fn signature_is_valid(secret: &str, received: &Received) -> bool {
+/// What the documentation tells app developers to do: HMAC-SHA256 keyed with the bytes of the
+/// signing secret the operator was given, over `timestamp + "." + body`.
+fn signature_is_valid(signing_secret: &str, received: &Received) -> bool {
     let timestamp = received.header("mamori-webhook-timestamp").unwrap();
     let signature = received.header("mamori-webhook-signature").unwrap();
-    let key = Sha256::digest(secret.as_bytes());
+    let key = signing_secret.as_bytes();
     let mut message = timestamp.as_bytes().to_vec();
     message.push(b'.');
     message.extend_from_slice(&received.body);
-    let expected = format!("v1={}", hex_of(&hmac_sha256(&key, &message)));
+    let expected = format!("v1={}", hex_of(&hmac_sha256(key, &message)));
     expected == signature
 }
 
@@ -671,22 +671,29 @@ fn hex_of(bytes: &[u8]) -> String {
 async fn apps_get_a_signed_webhook_retried_and_confirm(engine: TestEngine) {
     let w = world(engine).await;
     // A second app, enabled too, never confirms; a third is not enabled for the organization.
-    let (quiet_id, quiet_secret) = register_app(&w.app, &w.operator, "Quiet").await;
+    let (quiet_id, _) = register_app(&w.app, &w.operator, "Quiet").await;
     enable_app(&w.app, &w.admin, &w.org, &quiet_id).await;
     let (_, stranger_secret) = register_app(&w.app, &w.operator, "Stranger").await;
     let hooks = receiver(vec![500]).await;
     let quiet_hooks = receiver(vec![]).await;
+    let mut signing = Vec::new();
     for (app_id, url) in [(&w.app_id, &hooks.url), (&quiet_id, &quiet_hooks.url)] {
-        call_empty(
+        let set = call(
             &w.app,
             Method::PUT,
             &format!("/api/v1/operator/apps/{app_id}/webhook"),
             &w.operator,
             Some(&json!({ "url": url })),
-            204,
+            200,
         )
         .await;
+        assert_eq!(set["url"], url.as_str());
+        let secret = set["signing_secret"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("mmw_"), "{set}");
+        signing.push(secret);
     }
+    let (signing_secret, quiet_signing) = (signing[0].clone(), signing[1].clone());
+    assert_ne!(signing_secret, quiet_signing);
     let requested = w.request_purge().await;
     let due_by = requested["due_by"].as_str().unwrap().to_owned();
     let services = &w.app.services;
@@ -704,8 +711,15 @@ async fn apps_get_a_signed_webhook_retried_and_confirm(engine: TestEngine) {
     let received = hooks.received.lock().unwrap().clone();
     assert_eq!(received.len(), 2, "retried once after the 500");
     for delivery in &received {
-        assert!(signature_is_valid(&w.secret, delivery), "{delivery:?}");
-        assert!(!signature_is_valid(&quiet_secret, delivery));
+        assert!(
+            signature_is_valid(&signing_secret, delivery),
+            "{delivery:?}"
+        );
+        assert!(!signature_is_valid(&quiet_signing, delivery));
+        // Neither the app's own secret nor its stored hash signs webhooks.
+        assert!(!signature_is_valid(&w.secret, delivery));
+        let stored_hash = hex_of(&Sha256::digest(w.secret.as_bytes()));
+        assert!(!signature_is_valid(&stored_hash, delivery));
         let body: Value = serde_json::from_slice(&delivery.body).unwrap();
         assert_eq!(
             body,
@@ -714,13 +728,13 @@ async fn apps_get_a_signed_webhook_retried_and_confirm(engine: TestEngine) {
     }
     let quiet = quiet_hooks.received.lock().unwrap().clone();
     assert_eq!(quiet.len(), 1);
-    assert!(signature_is_valid(&quiet_secret, &quiet[0]));
+    assert!(signature_is_valid(&quiet_signing, &quiet[0]));
     // A tampered body does not verify.
     let mut tampered = received[1].clone();
     tampered.body = tampered
         .body
         .replace_bytes(b"org.purge_started", b"org.purge_finished");
-    assert!(!signature_is_valid(&w.secret, &tampered));
+    assert!(!signature_is_valid(&signing_secret, &tampered));
     // Delivered: never sent again.
     w.app.clock.advance_millis(86_400_000);
     assert!(
@@ -1290,13 +1304,13 @@ async fn a_webhook_is_retried_with_backoff_for_eight_days(engine: TestEngine) {
     let w = world(engine).await;
     // The receiver always fails.
     let hooks = receiver(vec![503; 1_000]).await;
-    call_empty(
+    call(
         &w.app,
         Method::PUT,
         &format!("/api/v1/operator/apps/{}/webhook", w.app_id),
         &w.operator,
         Some(&json!({ "url": hooks.url })),
-        204,
+        200,
     )
     .await;
     w.request_purge().await;
