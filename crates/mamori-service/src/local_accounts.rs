@@ -20,6 +20,7 @@ use crate::orgs::{OrgAccess, Page, org_event, parse_cursor};
 use crate::passwords::Verification;
 use crate::sessions::NewSession;
 use crate::tokens::{self, PASSWORD_CHANGE_PREFIX, id_random, secret_hash};
+use crate::two_step::invalid_challenge;
 use crate::{ServiceError, Services};
 use mamori_core::account::{
     DisplayName, Email, LoginId, NewPassword, PASSWORD_MAX_CHARS, normalize_password,
@@ -71,14 +72,6 @@ fn local_account_refusal(what: &str) -> ServiceError {
         Refusal::Forbidden,
         "local_account",
         format!("an organization-local account cannot {what}"),
-    )
-}
-
-fn invalid_challenge() -> ServiceError {
-    ServiceError::refused(
-        Refusal::Unauthenticated,
-        "invalid_challenge",
-        "the challenge is unknown, used or expired; log in again",
     )
 }
 
@@ -656,18 +649,10 @@ impl Services {
         new_password: &str,
         now: Timestamp,
     ) -> Result<NewSession, ServiceError> {
-        if !tokens::looks_like(challenge, PASSWORD_CHANGE_PREFIX) {
-            return Err(invalid_challenge());
-        }
-        let challenge_hash = secret_hash(challenge);
         let pending = self
-            .store
-            .login_challenge(&challenge_hash)
-            .await?
-            .filter(|row| {
-                row.expires_at > now && tokens::hashes_equal(&row.challenge_hash, &challenge_hash)
-            })
-            .ok_or_else(invalid_challenge)?;
+            .pending_login_challenge(challenge, PASSWORD_CHANGE_PREFIX, now)
+            .await?;
+        let challenge_hash = pending.challenge_hash;
         let account_id = pending.account_id;
         let local = self
             .store

@@ -83,7 +83,7 @@ fn two_step_already_enabled() -> ServiceError {
     )
 }
 
-fn invalid_challenge() -> ServiceError {
+pub(crate) fn invalid_challenge() -> ServiceError {
     ServiceError::refused(
         Refusal::Unauthenticated,
         "invalid_challenge",
@@ -420,6 +420,28 @@ impl Services {
         Ok(challenge)
     }
 
+    /// The pending log-in challenge behind `challenge` (of the kind `prefix` names), unless it
+    /// is malformed, unknown, used or expired: then `401 invalid_challenge`, the same answer
+    /// for each. The stored hash is compared in constant time.
+    pub(crate) async fn pending_login_challenge(
+        &self,
+        challenge: &str,
+        prefix: &str,
+        now: Timestamp,
+    ) -> Result<LoginChallengeRow, ServiceError> {
+        if !tokens::looks_like(challenge, prefix) {
+            return Err(invalid_challenge());
+        }
+        let challenge_hash = secret_hash(challenge);
+        self.store
+            .login_challenge(&challenge_hash)
+            .await?
+            .filter(|row| {
+                row.expires_at > now && tokens::hashes_equal(&row.challenge_hash, &challenge_hash)
+            })
+            .ok_or_else(invalid_challenge)
+    }
+
     /// Finishes a log-in with the challenge and a TOTP or recovery code: a session, as a
     /// log-in without two-step verification gives.
     pub async fn complete_second_factor(
@@ -429,18 +451,10 @@ impl Services {
         code: &str,
         now: Timestamp,
     ) -> Result<NewSession, ServiceError> {
-        if !tokens::looks_like(challenge, CHALLENGE_PREFIX) {
-            return Err(invalid_challenge());
-        }
-        let challenge_hash = secret_hash(challenge);
         let pending = self
-            .store
-            .login_challenge(&challenge_hash)
-            .await?
-            .filter(|row| {
-                row.expires_at > now && tokens::hashes_equal(&row.challenge_hash, &challenge_hash)
-            })
-            .ok_or_else(invalid_challenge)?;
+            .pending_login_challenge(challenge, CHALLENGE_PREFIX, now)
+            .await?;
+        let challenge_hash = pending.challenge_hash;
         let account_id = pending.account_id;
         let row = self
             .store
