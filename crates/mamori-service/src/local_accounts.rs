@@ -540,36 +540,16 @@ impl Services {
         let login_id = LoginId::parse(LOGIN_ID_FIELD, login_id)?;
         // An organization ID of the wrong shape is just an unknown login name.
         let login_name = self.login_index(org.trim(), &login_id);
-        let found = self.store.local_account_by_login(&login_name).await?;
-        self.count_login_attempt(
-            context,
-            &login_name,
-            found.as_ref().map(|(local, _)| &local.account_id),
-            now,
-        )
-        .await?;
-        let verification = self
-            .passwords
-            .verify(
-                &password,
-                found
-                    .as_ref()
-                    .and_then(|(_, row)| row.password_hash.as_deref()),
-            )
+        let (local, account) = self
+            .store
+            .local_account_by_login(&login_name)
+            .await?
+            .unzip();
+        let (_, rehash) = self
+            .check_login_password(context, &login_name, account, &password, now)
             .await?;
-        let (local, needs_rehash) = match (found, verification) {
-            (Some((local, _)), Verification::Match { needs_rehash }) => (local, needs_rehash),
-            (found, _) => {
-                self.record_login_failure(
-                    context,
-                    found.as_ref().map(|(local, _)| &local.account_id),
-                    "invalid_credentials",
-                    now,
-                )
-                .await?;
-                return Err(ServiceError::InvalidCredentials);
-            }
-        };
+        // A match means the account, and with it its local row, was found.
+        let local = local.ok_or(ServiceError::InvalidCredentials)?;
         // The organization must still be active (the account goes with it).
         let org_active = self
             .store
@@ -624,11 +604,6 @@ impl Services {
             .await?;
             return Err(ServiceError::PasswordChangeRequired { challenge });
         }
-        let rehash = if needs_rehash {
-            Some(self.passwords.hash(&password).await?)
-        } else {
-            None
-        };
         self.finish_log_in(
             context,
             &local.account_id,

@@ -407,24 +407,48 @@ impl Services {
         org: &OrgId,
         now: Timestamp,
     ) -> Result<u64, ServiceError> {
-        let chain = org.as_str();
         let mut removed = 0;
-        while let Some(head) = self.store.audit_chain(chain).await?
-            && head.last_seq > head.anchor_seq
-        {
-            let up_to = head.last_seq.min(head.anchor_seq + AUDIT_BATCH);
-            let signer = self.audit_signer().await?;
-            let sign = |hash: &str| signer.sign_anchor(chain, up_to, hash, now);
+        while let Some((up_to, _)) = self.next_audit_cut(org).await? {
             let mut tx = self.store.begin().await?;
-            let cut = tx.purge_audit_prefix(chain, up_to, &sign).await?;
+            let cut = self.cut_audit_in_tx(tx.as_mut(), org, up_to, now).await?;
             tx.commit().await?;
             if cut == 0 {
-                // Another node cut this batch first; read the head again.
-                tokio::task::yield_now().await;
+                // Another node cut this batch first (or the chain has a gap there): what is
+                // left is for the next round, never a loop.
+                break;
             }
             removed += cut;
         }
         Ok(removed)
+    }
+
+    /// The next batch of the organization's own audit chain to cut: up to which `seq`, and
+    /// whether that is the chain's head. `None` when nothing is left after the anchor.
+    async fn next_audit_cut(&self, org: &OrgId) -> Result<Option<(i64, bool)>, ServiceError> {
+        Ok(self
+            .store
+            .audit_chain(org.as_str())
+            .await?
+            .filter(|head| head.last_seq > head.anchor_seq)
+            .map(|head| {
+                let up_to = head.last_seq.min(head.anchor_seq + AUDIT_BATCH);
+                (up_to, up_to == head.last_seq)
+            }))
+    }
+
+    /// Cuts the organization's chain up to `up_to` inside `tx`, retention's own way: the new
+    /// anchor is signed, so what is left still verifies.
+    async fn cut_audit_in_tx(
+        &self,
+        tx: &mut dyn StoreTx,
+        org: &OrgId,
+        up_to: i64,
+        now: Timestamp,
+    ) -> Result<u64, ServiceError> {
+        let signer = self.audit_signer().await?;
+        let chain = org.as_str();
+        let sign = |hash: &str| signer.sign_anchor(chain, up_to, hash, now);
+        Ok(tx.purge_audit_prefix(chain, up_to, &sign).await?)
     }
 
     /// One transaction of one step: returns the rows it removed and whether the step is done.
@@ -447,20 +471,9 @@ impl Services {
                 outside_rows =
                     u64::from(self.keyring.destroy(org.as_str(), now.as_millis()).await?);
             }
-            STEP_AUDIT => {
-                if let Some(head) = self.store.audit_chain(org.as_str()).await?
-                    && head.last_seq > head.anchor_seq
-                {
-                    let up_to = head.last_seq.min(head.anchor_seq + AUDIT_BATCH);
-                    audit_batch = Some((up_to, up_to == head.last_seq));
-                }
-            }
+            STEP_AUDIT => audit_batch = self.next_audit_cut(org).await?,
             _ => {}
         }
-        let signer = match audit_batch {
-            Some(_) => Some(self.audit_signer().await?),
-            None => None,
-        };
         let mut tx = self.store.begin().await?;
         if !tx
             .renew_org_purge_lease(org, owner, now.plus_millis(LEASE_MS))
@@ -480,15 +493,12 @@ impl Services {
             }
             STEP_MAIL => (tx.purge_org_mail(org).await?, true),
             STEP_CONTENT => (tx.purge_org_content(org).await?, true),
-            STEP_AUDIT => match (audit_batch, signer) {
-                (Some((up_to, last)), Some(signer)) => {
-                    let chain = org.as_str();
-                    // Retention's own cut: the anchor is signed, so the chain's remains
-                    // (its head and anchor) still verify.
-                    let sign = |hash: &str| signer.sign_anchor(chain, up_to, hash, now);
-                    (tx.purge_audit_prefix(chain, up_to, &sign).await?, last)
-                }
-                _ => (0, true),
+            STEP_AUDIT => match audit_batch {
+                Some((up_to, last)) => (
+                    self.cut_audit_in_tx(tx.as_mut(), org, up_to, now).await?,
+                    last,
+                ),
+                None => (0, true),
             },
             _ => (outside_rows, true),
         };

@@ -14,7 +14,7 @@ use mamori_core::account::{Email, PASSWORD_MAX_CHARS, normalize_password};
 use mamori_core::audit::{ActorKind, Outcome, action};
 use mamori_core::session::SessionState;
 use mamori_core::{AccountId, AppId, OperatorTokenId, PersonalTokenId, SessionId, Timestamp};
-use mamori_store::SessionRow;
+use mamori_store::{AccountRow, SessionRow};
 use serde_json::json;
 
 /// Proof that the caller holds a valid session, or a personal access token, of this account.
@@ -144,12 +144,30 @@ impl Services {
         }
         let email = Email::parse("email", email)?;
         let account = self.account_by_email(&email).await?;
-        // Brute-force protection (issue 4, item 3): counted per login name before the
-        // password is checked, the same for an unknown address; a locked name stops here.
         let login_name = crate::accounts::email_index(self, &email);
+        let (account, rehash) = self
+            .check_login_password(context, &login_name, account, &password, now)
+            .await?;
+        self.finish_log_in(context, &account.id, &login_name, rehash.as_deref(), now)
+            .await
+    }
+
+    /// The password check every log-in shares, the same for an unknown login name:
+    /// brute-force protection (issue 4, item 3) counts the attempt before the password is
+    /// checked (a locked name stops here), the hash is verified (the same work without an
+    /// account), and a failure is recorded and answered `InvalidCredentials`. On a match, the
+    /// account and its new hash when the hashing parameters changed.
+    pub(crate) async fn check_login_password(
+        &self,
+        context: &RequestContext,
+        login_name: &str,
+        account: Option<AccountRow>,
+        password: &str,
+        now: Timestamp,
+    ) -> Result<(AccountRow, Option<String>), ServiceError> {
         self.count_login_attempt(
             context,
-            &login_name,
+            login_name,
             account.as_ref().map(|row| &row.id),
             now,
         )
@@ -157,14 +175,21 @@ impl Services {
         let verification = self
             .passwords
             .verify(
-                &password,
+                password,
                 account
                     .as_ref()
                     .and_then(|row| row.password_hash.as_deref()),
             )
             .await?;
-        let (account, needs_rehash) = match (account, verification) {
-            (Some(account), Verification::Match { needs_rehash }) => (account, needs_rehash),
+        match (account, verification) {
+            (Some(account), Verification::Match { needs_rehash }) => {
+                let rehash = if needs_rehash {
+                    Some(self.passwords.hash(password).await?)
+                } else {
+                    None
+                };
+                Ok((account, rehash))
+            }
             (account, _) => {
                 self.record_login_failure(
                     context,
@@ -173,16 +198,9 @@ impl Services {
                     now,
                 )
                 .await?;
-                return Err(ServiceError::InvalidCredentials);
+                Err(ServiceError::InvalidCredentials)
             }
-        };
-        let rehash = if needs_rehash {
-            Some(self.passwords.hash(&password).await?)
-        } else {
-            None
-        };
-        self.finish_log_in(context, &account.id, &login_name, rehash.as_deref(), now)
-            .await
+        }
     }
 
     /// Records a failed log-in in a transaction of its own.
