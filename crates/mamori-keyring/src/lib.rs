@@ -13,7 +13,7 @@ pub use master::{MasterKey, MasterKeyError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
-use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::aead::{Aead, AeadInOut, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use hmac::Mac;
 use mamori_store::StoreError;
@@ -82,27 +82,21 @@ impl DataKey {
     }
 
     pub fn open(&self, field: &str, sealed: &str) -> Result<Vec<u8>, KeyringError> {
-        let bytes = sealed
-            .strip_prefix("v1.")
-            .and_then(|body| BASE64.decode(body).ok())
-            .ok_or(KeyringError::Open)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(KeyringError::Open);
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| KeyringError::Open)?;
-        let cipher =
-            XChaCha20Poly1305::new_from_slice(&self.key[..]).map_err(|_| KeyringError::Open)?;
-        let aad = format!("mamori/field/v1|{}|{field}", self.owner);
-        cipher
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| KeyringError::Open)
+        let mut opener = self.opener(field)?;
+        let plaintext = opener.open_bytes(sealed)?.to_vec();
+        Ok(plaintext)
+    }
+
+    /// An opener for many values of one `field`: the cipher and the associated data are made
+    /// once, and each value is opened in a buffer the opener keeps (reading a whole audit
+    /// chain opens one actor name per event).
+    pub fn opener(&self, field: &str) -> Result<FieldOpener, KeyringError> {
+        Ok(FieldOpener {
+            cipher: XChaCha20Poly1305::new_from_slice(&self.key[..])
+                .map_err(|_| KeyringError::Open)?,
+            aad: format!("mamori/field/v1|{}|{field}", self.owner),
+            buffer: Zeroizing::new(Vec::with_capacity(256)),
+        })
     }
 
     /// A 32-byte secret derived from this key for one `purpose` (HKDF-SHA-256), such as the
@@ -119,6 +113,43 @@ impl DataKey {
 
     pub fn open_string(&self, field: &str, sealed: &str) -> Result<String, KeyringError> {
         String::from_utf8(self.open(field, sealed)?).map_err(|_| KeyringError::Open)
+    }
+}
+
+/// Opens sealed values of one field of one owner (see [`DataKey::opener`]). The plaintext it
+/// hands out lives in its buffer until the next value is opened; the buffer is wiped on drop.
+pub struct FieldOpener {
+    cipher: XChaCha20Poly1305,
+    aad: String,
+    buffer: Zeroizing<Vec<u8>>,
+}
+
+impl FieldOpener {
+    /// Opens `sealed` (`v1.` + base64 of nonce, ciphertext and tag).
+    pub fn open_bytes(&mut self, sealed: &str) -> Result<&[u8], KeyringError> {
+        const TAG_LEN: usize = 16;
+        let body = sealed.strip_prefix("v1.").ok_or(KeyringError::Open)?;
+        self.buffer.clear();
+        BASE64
+            .decode_vec(body, &mut self.buffer)
+            .map_err(|_| KeyringError::Open)?;
+        let length = self.buffer.len();
+        if length < NONCE_LEN + TAG_LEN {
+            return Err(KeyringError::Open);
+        }
+        let (nonce, rest) = self.buffer.split_at_mut(NONCE_LEN);
+        let (message, tag) = rest.split_at_mut(length - NONCE_LEN - TAG_LEN);
+        let nonce = XNonce::try_from(&*nonce).map_err(|_| KeyringError::Open)?;
+        let tag = chacha20poly1305::Tag::try_from(&*tag).map_err(|_| KeyringError::Open)?;
+        self.cipher
+            .decrypt_inout_detached(&nonce, self.aad.as_bytes(), message.into(), &tag)
+            .map_err(|_| KeyringError::Open)?;
+        Ok(&self.buffer[NONCE_LEN..length - TAG_LEN])
+    }
+
+    /// [`FieldOpener::open_bytes`] for text.
+    pub fn open_str(&mut self, sealed: &str) -> Result<&str, KeyringError> {
+        std::str::from_utf8(self.open_bytes(sealed)?).map_err(|_| KeyringError::Open)
     }
 }
 
@@ -281,5 +312,67 @@ impl Keyring {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(owner);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key(owner: &str, byte: u8) -> DataKey {
+        DataKey {
+            owner: Arc::from(owner),
+            key: Arc::new(Zeroizing::new([byte; KEY_LEN])),
+        }
+    }
+
+    #[test]
+    fn an_opener_opens_what_seal_sealed_and_nothing_else() {
+        let alice = key("acc_alice", 1);
+        let names = ["Alice", "", "Ålice \u{1F600}", &"x".repeat(300)];
+        let sealed: Vec<String> = names
+            .iter()
+            .map(|name| alice.seal("name", name.as_bytes()).unwrap())
+            .collect();
+        let mut opener = alice.opener("name").unwrap();
+        for (name, sealed) in names.iter().zip(&sealed) {
+            assert_eq!(opener.open_str(sealed).unwrap(), *name);
+            assert_eq!(alice.open_string("name", sealed).unwrap(), *name);
+        }
+        // Another field, another owner, another key: the associated data or the key differs.
+        assert!(alice.opener("email").unwrap().open_str(&sealed[0]).is_err());
+        let mut other_owner = DataKey {
+            owner: Arc::from("acc_bob"),
+            key: alice.key.clone(),
+        }
+        .opener("name")
+        .unwrap();
+        assert!(other_owner.open_str(&sealed[0]).is_err());
+        assert!(
+            key("acc_alice", 2)
+                .opener("name")
+                .unwrap()
+                .open_str(&sealed[0])
+                .is_err()
+        );
+        // Any changed character, a cut or a missing prefix fails, and the opener still works.
+        let body = sealed[0].strip_prefix("v1.").unwrap();
+        for index in 0..body.len() {
+            let mut changed = body.as_bytes().to_vec();
+            changed[index] = if changed[index] == b'A' { b'B' } else { b'A' };
+            let changed = format!("v1.{}", String::from_utf8(changed).unwrap());
+            assert!(opener.open_bytes(&changed).is_err(), "changed at {index}");
+        }
+        for bad in [
+            &sealed[0][..sealed[0].len() - 4],
+            body,
+            "v1.",
+            "v1.!!",
+            "v2.AAAA",
+        ] {
+            assert!(opener.open_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(opener.open_str(&sealed[0]).unwrap(), "Alice");
     }
 }

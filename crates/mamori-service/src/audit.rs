@@ -167,7 +167,14 @@ impl crate::Services {
             context: context.clone(),
             details,
         };
-        let row = chained_row(chain, position, event, name.as_deref(), &key, now)?;
+        let row = chained_row(
+            chain,
+            position,
+            event,
+            name.as_deref(),
+            &mut SealedNames::new(&key),
+            now,
+        )?;
         tx.insert_audit_events(std::slice::from_ref(&row)).await?;
         Ok(())
     }
@@ -201,18 +208,43 @@ pub(crate) struct PendingEvent {
     pub details: String,
 }
 
+/// Actor names sealed under one chain's key for the events of one commit. Consecutive events
+/// of one actor share the sealed name: the actor's ID is stored in the clear beside it, so
+/// the sharing tells nothing new, and a batch of an app's events is sealed once on writing
+/// and opened once on verifying (`audit_verify` keeps the last name it opened).
+pub(crate) struct SealedNames<'k> {
+    key: &'k DataKey,
+    /// The last name sealed, and its sealed form.
+    last: Option<(String, String)>,
+}
+
+impl<'k> SealedNames<'k> {
+    pub(crate) fn new(key: &'k DataKey) -> SealedNames<'k> {
+        SealedNames { key, last: None }
+    }
+
+    fn seal(&mut self, name: &str) -> Result<String, ServiceError> {
+        if let Some((plain, sealed)) = &self.last
+            && plain == name
+        {
+            return Ok(sealed.clone());
+        }
+        let sealed = self.key.seal(ACTOR_NAME_FIELD, name.as_bytes())?;
+        self.last = Some((name.to_owned(), sealed.clone()));
+        Ok(sealed)
+    }
+}
+
 /// Places `event` at `position` of `chain`, seals the actor's name and computes the hash.
 pub(crate) fn chained_row(
     chain: String,
     position: ChainPosition,
     event: PendingEvent,
     actor_name: Option<&str>,
-    key: &DataKey,
+    names: &mut SealedNames<'_>,
     now: Timestamp,
 ) -> Result<AuditEventRow, ServiceError> {
-    let actor_name_sealed = actor_name
-        .map(|name| key.seal(ACTOR_NAME_FIELD, name.as_bytes()))
-        .transpose()?;
+    let actor_name_sealed = actor_name.map(|name| names.seal(name)).transpose()?;
     let mut row = AuditEventRow {
         id: AuditEventId::from_random(&id_random()?),
         chain,

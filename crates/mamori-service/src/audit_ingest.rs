@@ -8,7 +8,7 @@
 //! succeeded; if the commit fails, every event of the batch is refused and none was stored.
 //! The commit runs in its own task, so a client that goes away does not abort it.
 
-use crate::audit::{PendingEvent, RequestContext, chained_row};
+use crate::audit::{PendingEvent, RequestContext, SealedNames, chained_row};
 use crate::audit_trail::AuditEventView;
 use crate::jcs;
 use crate::sessions::AppPrincipal;
@@ -319,6 +319,7 @@ async fn append_all(
             .advance_audit_chain(chain, u32::try_from(count).unwrap_or(u32::MAX))
             .await?;
         let mut rows = Vec::with_capacity(count);
+        let mut sealed_names = SealedNames::new(&key);
         for item in waiting {
             if !admitted(item) {
                 chain_views.push(None);
@@ -330,7 +331,7 @@ async fn append_all(
                 position.clone(),
                 item.event.clone(),
                 name.as_deref(),
-                &key,
+                &mut sealed_names,
                 item.now,
             )?;
             position.seq += 1;

@@ -15,17 +15,17 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use mamori_core::Timestamp;
 use mamori_core::audit::GENESIS_HASH;
 use mamori_keyring::DataKey;
-use mamori_store::{AuditScanPage, ChainHeadRow, CheckpointRow, Store};
+use mamori_store::{AuditScanPage, ChainHeadRow, CheckpointRow};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::BufRead;
+use std::ops::Range;
 use std::sync::Arc;
 
-/// Events per page when verifying a chain in the store: large pages, read while the page
-/// before is being checked.
-const VERIFY_PAGE: u32 = 10_000;
+/// Threads recomputing one page's hashes at most.
+const MAX_HASHING_THREADS: usize = 8;
 /// Hashes kept for checkpoints that come after the events they name (in an export, right
 /// after; in the store, they are walked in `seq` order).
 const RECENT_HASHES: usize = 4_096;
@@ -245,39 +245,40 @@ fn signature_holds(checkpoint: &CheckpointRow, message: &str, key: &VerifyingKey
         .is_some_and(|signature| key.verify_strict(message.as_bytes(), &signature).is_ok())
 }
 
-/// Checks one page of stored events against `walk`, with the checkpoints due before each.
-fn check_page(
-    walk: &mut ChainWalk,
+/// Recomputes the hashes of `rows` of `page`, opening each actor name with `data_key`: `None`
+/// for an event whose name does not open. Events do not depend on each other for this (each
+/// states its own `prev_hash`; the walk checks the links), so parts of a page are recomputed
+/// on several threads at once.
+fn recompute(
     page: &AuditScanPage,
+    rows: Range<usize>,
     data_key: Option<&DataKey>,
-    checkpoints: &mut std::iter::Peekable<std::vec::IntoIter<CheckpointRow>>,
-    key: &VerifyingKey,
-    key_id: &str,
-) -> Result<(), ServiceError> {
+) -> Result<Vec<Option<[u8; 64]>>, ServiceError> {
+    let mut opener = data_key.and_then(|key| key.opener(ACTOR_NAME_FIELD).ok());
     let mut buffer = String::with_capacity(2048);
     let mut time = String::with_capacity(32);
-    // The last sealed name and its plaintext: a batch of one actor's events may share it.
-    let mut last_name: Option<(String, String)> = None;
-    for index in 0..page.len() {
+    // The last sealed name opened and its plaintext: a batch of one actor's events may share
+    // it. The plaintext is kept in one buffer, not allocated per event.
+    let mut last_sealed: Option<&str> = None;
+    let mut last_name = String::with_capacity(256);
+    let mut hashes = Vec::with_capacity(rows.len());
+    for index in rows {
         let row = page.event(index)?;
-        while let Some(checkpoint) = checkpoints.next_if(|c| c.seq < row.seq) {
-            walk.checkpoint(&checkpoint, key, key_id);
-        }
         let name = match row.actor_name_sealed {
-            Some(sealed) => match &last_name {
-                Some((known, name)) if known == sealed => Some(name.as_str()),
-                _ => match data_key.map(|key| key.open_string(ACTOR_NAME_FIELD, sealed)) {
-                    Some(Ok(name)) => {
-                        last_name = Some((sealed.to_owned(), name));
-                        last_name.as_ref().map(|(_, name)| name.as_str())
-                    }
-                    _ => {
-                        walk.fail(row.seq, "actor name cannot be opened");
-                        None
-                    }
-                },
-            },
             None => None,
+            Some(sealed) if last_sealed == Some(sealed) => Some(last_name.as_str()),
+            Some(sealed) => match opener.as_mut().map(|opener| opener.open_str(sealed)) {
+                Some(Ok(name)) => {
+                    last_name.clear();
+                    last_name.push_str(name);
+                    last_sealed = Some(sealed);
+                    Some(last_name.as_str())
+                }
+                _ => {
+                    hashes.push(None);
+                    continue;
+                }
+            },
         };
         time.clear();
         row.occurred_at.write_rfc3339(&mut time);
@@ -300,21 +301,59 @@ fn check_page(
             time: &time,
             user_agent: row.user_agent,
         };
-        let recomputed = fields.hash_hex(&mut buffer);
-        walk.event(row.seq, row.prev_hash, row.hash, &recomputed);
+        hashes.push(Some(fields.hash_hex(&mut buffer)));
+    }
+    Ok(hashes)
+}
+
+/// Threads that recompute one page's hashes together.
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_HASHING_THREADS))
+}
+
+/// Checks one page of stored events against `walk`, with the checkpoints due before each: the
+/// hashes are recomputed on `threads` threads, then the links are walked in `seq` order.
+fn check_page(
+    walk: &mut ChainWalk,
+    page: &AuditScanPage,
+    data_key: Option<&DataKey>,
+    checkpoints: &mut std::iter::Peekable<std::vec::IntoIter<CheckpointRow>>,
+    key: &VerifyingKey,
+    key_id: &str,
+    threads: usize,
+) -> Result<(), ServiceError> {
+    let rows = page.len();
+    let part = rows.div_ceil(threads.max(1)).max(1);
+    let hashes = std::thread::scope(|scope| {
+        let others: Vec<_> = (part..rows)
+            .step_by(part)
+            .map(|from| {
+                scope.spawn(move || recompute(page, from..(from + part).min(rows), data_key))
+            })
+            .collect();
+        let mut hashes = recompute(page, 0..part.min(rows), data_key)?;
+        for other in others {
+            let more = other.join().map_err(|_| {
+                ServiceError::Unexpected(anyhow::anyhow!("a hashing thread panicked"))
+            })??;
+            hashes.extend(more);
+        }
+        Ok::<_, ServiceError>(hashes)
+    })?;
+    for (index, hash) in hashes.iter().enumerate() {
+        let row = page.event(index)?;
+        while let Some(checkpoint) = checkpoints.next_if(|c| c.seq < row.seq) {
+            walk.checkpoint(&checkpoint, key, key_id);
+        }
+        match hash {
+            Some(hash) => walk.event(row.seq, row.prev_hash, row.hash, hash),
+            None => walk.fail(row.seq, "actor name cannot be opened"),
+        }
         if walk.broken() {
             break;
         }
     }
     Ok(())
-}
-
-async fn read_page(
-    store: Arc<dyn Store>,
-    chain: String,
-    from_seq: i64,
-) -> Result<AuditScanPage, ServiceError> {
-    Ok(store.audit_scan_page(&chain, from_seq, VERIFY_PAGE).await?)
 }
 
 impl Services {
@@ -372,29 +411,20 @@ impl Services {
             .partition(|checkpoint| head.anchor_seq > 0 && checkpoint.seq == head.anchor_seq);
         walk.anchor_checkpoint(anchor.first(), key, key_id);
         let mut checkpoints = checkpoints.into_iter().peekable();
-        // While one page is checked on a blocking thread, the next is read.
-        let mut next = Some(tokio::spawn(read_page(
-            self.store.clone(),
-            head.chain.clone(),
-            head.anchor_seq + 1,
-        )));
+        // The store reads ahead on a task of its own while a page is checked here.
+        let mut scan = self
+            .store
+            .audit_scan(&head.chain, head.anchor_seq + 1)
+            .await?;
         let key = *key;
         let key_id = key_id.to_owned();
         let data_key = Arc::new(data_key);
+        let threads = hashing_threads();
         while !walk.broken() {
-            let Some(reading) = next.take() else { break };
-            let page = reading
-                .await
-                .map_err(|error| ServiceError::Unexpected(error.into()))??;
-            if page.is_empty() {
+            let Some(page) = scan.next_page().await else {
                 break;
-            }
-            let last_seq = page.event(page.len() - 1)?.seq;
-            next = Some(tokio::spawn(read_page(
-                self.store.clone(),
-                head.chain.clone(),
-                last_seq + 1,
-            )));
+            };
+            let page = page?;
             let data_key = data_key.clone();
             let key_id = key_id.clone();
             let checked = tokio::task::spawn_blocking(move || {
@@ -405,6 +435,7 @@ impl Services {
                     &mut checkpoints,
                     &key,
                     &key_id,
+                    threads,
                 );
                 (walk, checkpoints, checked)
             })
@@ -413,9 +444,7 @@ impl Services {
             (walk, checkpoints) = (checked.0, checked.1);
             checked.2?;
         }
-        if let Some(reading) = next {
-            reading.abort();
-        }
+        drop(scan);
         for checkpoint in checkpoints {
             walk.checkpoint(&checkpoint, &key, &key_id);
         }

@@ -54,16 +54,11 @@ pub trait AuditStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AuditEventRow>, StoreError>;
 
-    /// Events of one chain in `seq` order, from `from_seq` on, as a page read in place: for
-    /// verifying whole chains. Through the engine's own driver where it can (decoding rows
-    /// through `Any` costs more than hashing them), and without copying the text of each
-    /// column.
-    async fn audit_scan_page(
-        &self,
-        chain: &str,
-        from_seq: i64,
-        limit: u32,
-    ) -> Result<AuditScanPage, StoreError>;
+    /// Reads one chain's events in `seq` order, from `from_seq` on, for verifying it: one
+    /// query (one snapshot) through the engine's own driver (rusqlite on SQLite, sqlx's
+    /// PostgreSQL driver), on a task of its own that hands over pages while the caller checks
+    /// the one before. Dropping the [`AuditScan`] stops the reading.
+    async fn audit_scan(&self, chain: &str, from_seq: i64) -> Result<AuditScan, StoreError>;
 
     /// Events of one chain matching `filter` with `seq` inside `seqs`, newest first or oldest
     /// first.
@@ -166,16 +161,89 @@ pub trait AuditStoreTx: Send {
     ) -> Result<bool, StoreError>;
 }
 
-/// A page of a chain's events read for verification: the driver's rows as they came, read in
-/// place by [`AuditScanPage::event`]. It can be moved to another thread, so one page is
-/// checked while the next is read.
-pub struct AuditScanPage {
-    pub(crate) rows: ScanRows,
+/// Events a page holds at most, and text bytes: a page is handed over at whichever comes first.
+pub(crate) const SCAN_PAGE_ROWS: usize = 8192;
+const SCAN_PAGE_BYTES: usize = 16 << 20;
+/// Pages read ahead of the one being checked.
+pub(crate) const SCAN_PAGES_AHEAD: usize = 2;
+
+/// The columns of a scan, in the order of its `SELECT`: `seq` and `occurred_at`, then the
+/// text columns in the order of [`ScanText`].
+pub(crate) const SCAN_COLUMNS: &str = "seq, occurred_at, id, chain, org_id, actor_type, actor_id, \
+    actor_name_sealed, action, target_type, target_id, outcome, ip, user_agent, request_id, \
+    details, prev_hash, hash";
+
+/// The text columns of a scanned event, by their place in [`SCAN_COLUMNS`] after the two
+/// numbers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ScanText {
+    Id,
+    Chain,
+    OrgId,
+    ActorType,
+    ActorId,
+    ActorNameSealed,
+    Action,
+    TargetType,
+    TargetId,
+    Outcome,
+    Ip,
+    UserAgent,
+    RequestId,
+    Details,
+    PrevHash,
+    Hash,
 }
 
-pub(crate) enum ScanRows {
-    Sqlite(Vec<sqlx::sqlite::SqliteRow>),
-    Postgres(Vec<sqlx::postgres::PgRow>),
+pub(crate) const SCAN_TEXT_COLUMNS: usize = 16;
+/// Text columns that are `NOT NULL` in the schema: a NULL read there is a corrupt row.
+const SCAN_REQUIRED: [ScanText; 8] = [
+    ScanText::Id,
+    ScanText::Chain,
+    ScanText::ActorType,
+    ScanText::Action,
+    ScanText::Outcome,
+    ScanText::Details,
+    ScanText::PrevHash,
+    ScanText::Hash,
+];
+
+/// A chain being read for verification (see [`AuditStore::audit_scan`]).
+pub struct AuditScan {
+    pub(crate) pages: tokio::sync::mpsc::Receiver<Result<AuditScanPage, StoreError>>,
+}
+
+impl AuditScan {
+    /// The next page, or `None` when the chain has been read to its end.
+    pub async fn next_page(&mut self) -> Option<Result<AuditScanPage, StoreError>> {
+        self.pages.recv().await
+    }
+}
+
+/// A page of a chain's events: every row's text in one buffer, each column a span of it, so a
+/// page is a few allocations whatever its rows, and can be checked on other threads.
+#[derive(Default)]
+pub struct AuditScanPage {
+    text: String,
+    rows: Vec<ScanRow>,
+}
+
+/// A text column's place in the page's buffer; `NULL_SPAN` when the column is NULL.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+const NULL_SPAN: Span = Span {
+    start: u32::MAX,
+    end: u32::MAX,
+};
+
+struct ScanRow {
+    seq: i64,
+    occurred_at: i64,
+    text: [Span; SCAN_TEXT_COLUMNS],
 }
 
 /// One event of an [`AuditScanPage`], borrowed from it: every stored column.
@@ -201,52 +269,99 @@ pub struct AuditEventRef<'a> {
     pub hash: &'a str,
 }
 
-/// Reads the columns in the order of the scan's `SELECT` (the same for every driver).
-macro_rules! event_ref {
-    ($row:expr) => {{
-        let row = $row;
-        AuditEventRef {
-            id: row.try_get(0)?,
-            chain: row.try_get(1)?,
-            seq: row.try_get(2)?,
-            org_id: row.try_get(3)?,
-            actor_type: row.try_get(4)?,
-            actor_id: row.try_get(5)?,
-            actor_name_sealed: row.try_get(6)?,
-            action: row.try_get(7)?,
-            target_type: row.try_get(8)?,
-            target_id: row.try_get(9)?,
-            outcome: row.try_get(10)?,
-            ip: row.try_get(11)?,
-            user_agent: row.try_get(12)?,
-            request_id: row.try_get(13)?,
-            occurred_at: Timestamp::from_millis(row.try_get(14)?),
-            details: row.try_get(15)?,
-            prev_hash: row.try_get(16)?,
-            hash: row.try_get(17)?,
-        }
-    }};
-}
-
 impl AuditScanPage {
     pub fn len(&self) -> usize {
-        match &self.rows {
-            ScanRows::Sqlite(rows) => rows.len(),
-            ScanRows::Postgres(rows) => rows.len(),
-        }
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows.is_empty()
+    }
+
+    /// Hands the page over, leaving an empty one in its place with room for as much: pages
+    /// of one chain are much alike, and growing a buffer row by row copies it again and again.
+    pub(crate) fn take(&mut self) -> AuditScanPage {
+        let next = AuditScanPage {
+            text: String::with_capacity(self.text.len().min(SCAN_PAGE_BYTES) + 4096),
+            rows: Vec::with_capacity(self.rows.len().min(SCAN_PAGE_ROWS) + 1),
+        };
+        std::mem::replace(self, next)
+    }
+
+    /// Whether the page should be handed over before another row is added.
+    pub(crate) fn is_full(&self) -> bool {
+        self.rows.len() >= SCAN_PAGE_ROWS || self.text.len() >= SCAN_PAGE_BYTES
+    }
+
+    /// Adds a row read by a driver; `text` has the text columns in [`ScanText`] order. A NULL
+    /// where the schema forbids one is refused as a corrupt row.
+    pub(crate) fn push(
+        &mut self,
+        seq: i64,
+        occurred_at: i64,
+        text: [Option<&str>; SCAN_TEXT_COLUMNS],
+    ) -> Result<(), StoreError> {
+        if let Some(column) = SCAN_REQUIRED
+            .iter()
+            .find(|column| text[**column as usize].is_none())
+        {
+            return Err(StoreError::Corrupt(format!(
+                "audit event seq {seq} has no {column:?}"
+            )));
+        }
+        let mut spans = [NULL_SPAN; SCAN_TEXT_COLUMNS];
+        for (span, value) in spans.iter_mut().zip(text) {
+            if let Some(value) = value {
+                let start = self.text.len();
+                self.text.push_str(value);
+                let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(self.text.len()))
+                else {
+                    return Err(StoreError::Corrupt(format!(
+                        "audit event seq {seq} does not fit a scan page"
+                    )));
+                };
+                *span = Span { start, end };
+            }
+        }
+        self.rows.push(ScanRow {
+            seq,
+            occurred_at,
+            text: spans,
+        });
+        Ok(())
     }
 
     /// The `index`th event of the page.
     pub fn event(&self, index: usize) -> Result<AuditEventRef<'_>, StoreError> {
-        use sqlx::Row as _;
-        let missing = || StoreError::Corrupt(format!("scan page has no row {index}"));
-        Ok(match &self.rows {
-            ScanRows::Sqlite(rows) => event_ref!(rows.get(index).ok_or_else(missing)?),
-            ScanRows::Postgres(rows) => event_ref!(rows.get(index).ok_or_else(missing)?),
+        let row = self
+            .rows
+            .get(index)
+            .ok_or_else(|| StoreError::Corrupt(format!("scan page has no row {index}")))?;
+        let text = |column: ScanText| -> Option<&str> {
+            let span = row.text[column as usize];
+            (span.start != u32::MAX).then(|| &self.text[span.start as usize..span.end as usize])
+        };
+        // `push` refused rows without the required columns.
+        let required = |column: ScanText| text(column).unwrap_or_default();
+        Ok(AuditEventRef {
+            id: required(ScanText::Id),
+            chain: required(ScanText::Chain),
+            seq: row.seq,
+            org_id: text(ScanText::OrgId),
+            actor_type: required(ScanText::ActorType),
+            actor_id: text(ScanText::ActorId),
+            actor_name_sealed: text(ScanText::ActorNameSealed),
+            action: required(ScanText::Action),
+            target_type: text(ScanText::TargetType),
+            target_id: text(ScanText::TargetId),
+            outcome: required(ScanText::Outcome),
+            ip: text(ScanText::Ip),
+            user_agent: text(ScanText::UserAgent),
+            request_id: text(ScanText::RequestId),
+            occurred_at: Timestamp::from_millis(row.occurred_at),
+            details: required(ScanText::Details),
+            prev_hash: required(ScanText::PrevHash),
+            hash: required(ScanText::Hash),
         })
     }
 }

@@ -13,6 +13,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// SQLite through rusqlite (the audit chain scan).
+    #[error("database unavailable")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed")]
     Migration(#[source] sqlx::migrate::MigrateError),
 }

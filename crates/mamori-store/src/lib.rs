@@ -24,7 +24,8 @@ mod sql;
 
 pub use access_logs::{AccessLogFilter, AccessLogRow, AccessLogStore};
 pub use audit::{
-    AuditEventRef, AuditFilter, AuditScanPage, AuditStore, AuditStoreTx, SeqOrder, SeqRange,
+    AuditEventRef, AuditFilter, AuditScan, AuditScanPage, AuditStore, AuditStoreTx, SeqOrder,
+    SeqRange,
 };
 pub use authz::{
     AuthzChange, AuthzObjectRow, AuthzStore, AuthzStoreTx, AuthzTypeRow, ChangePage, DirectoryRows,

@@ -2,10 +2,12 @@
 
 use super::{SqlStore, SqlTx, expect_one, row_placeholders, sql, time_at};
 use crate::Store as _;
-use crate::audit::ScanRows;
+use crate::audit::{SCAN_COLUMNS, SCAN_PAGES_AHEAD, SCAN_TEXT_COLUMNS};
 use crate::db::Engine;
 use crate::records::*;
-use crate::{AuditFilter, AuditScanPage, AuditStore, AuditStoreTx, SeqOrder, SeqRange, StoreError};
+use crate::{
+    AuditFilter, AuditScan, AuditScanPage, AuditStore, AuditStoreTx, SeqOrder, SeqRange, StoreError,
+};
 use async_trait::async_trait;
 use mamori_core::audit::GENESIS_HASH;
 use mamori_core::{AccountId, AuditEventId, OrgId, Timestamp};
@@ -24,45 +26,91 @@ const HEAD_COLUMNS: &str =
     "chain, last_seq, last_hash, anchor_seq, anchor_hash, checkpoint_seq, checkpoint_at";
 const CHECKPOINT_COLUMNS: &str = "chain, seq, hash, signed_at, key_id, signature";
 
-/// The pool behind [`AuditStore::audit_scan_page`]: the engine's own sqlx driver, which decodes
-/// rows several times faster than `Any` and lets the page be read in place.
-pub(crate) enum ScanPool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-impl ScanPool {
-    async fn open(engine: Engine, url: &str) -> Result<ScanPool, StoreError> {
-        Ok(match engine {
-            Engine::Sqlite => {
-                use std::str::FromStr as _;
-                // Only reads: the database exists (the `Any` pool opened it), its WAL mode
-                // is kept in the file, and a writer holding the lock is waited for.
-                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
-                    .create_if_missing(false)
-                    .busy_timeout(std::time::Duration::from_secs(10));
-                ScanPool::Sqlite(
-                    sqlx::sqlite::SqlitePoolOptions::new()
-                        .max_connections(2)
-                        .connect_with(options)
-                        .await?,
-                )
+/// Reads a chain for [`AuditStore::audit_scan`] on SQLite: rusqlite on a read-only
+/// connection of its own, on a blocking thread. Rows are read in place from SQLite's own
+/// buffers (sqlx's SQLite driver copies every value of every row into its own allocation and
+/// hands each row over between threads, about 5 µs a row, more than hashing the event).
+fn scan_sqlite(
+    path: &std::path::Path,
+    chain: &str,
+    from_seq: i64,
+    pages: &tokio::sync::mpsc::Sender<Result<AuditScanPage, StoreError>>,
+) -> Result<(), StoreError> {
+    use rusqlite::types::ValueRef;
+    let connection = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // A writer holding the lock is waited for, as on the pool's own connections.
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    // The file's pages are read where the kernel keeps them, not copied into SQLite's cache
+    // first (up to 1 GiB of the file; the rest, and the WAL, are read as usual).
+    connection.pragma_update(None, "mmap_size", 1_i64 << 30)?;
+    let mut statement = connection.prepare(&format!(
+        "SELECT {SCAN_COLUMNS} FROM audit_events WHERE chain = ?1 AND seq >= ?2 ORDER BY seq"
+    ))?;
+    let mut rows = statement.query(rusqlite::params![chain, from_seq])?;
+    let mut page = AuditScanPage::default();
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let text = |column: usize| -> Result<Option<&str>, StoreError> {
+            match row.get_ref(column + 2)? {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(bytes) => std::str::from_utf8(bytes).map(Some).map_err(|_| {
+                    StoreError::Corrupt(format!("audit event seq {seq}: text is not UTF-8"))
+                }),
+                _ => Err(StoreError::Corrupt(format!(
+                    "audit event seq {seq}: a text column holds another type"
+                ))),
             }
-            Engine::Postgres => ScanPool::Postgres(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect(url)
-                    .await?,
-            ),
-        })
-    }
-
-    pub(crate) async fn close(&self) {
-        match self {
-            ScanPool::Sqlite(pool) => pool.close().await,
-            ScanPool::Postgres(pool) => pool.close().await,
+        };
+        let mut columns = [None; SCAN_TEXT_COLUMNS];
+        for (column, value) in columns.iter_mut().enumerate() {
+            *value = text(column)?;
+        }
+        page.push(seq, row.get(1)?, columns)?;
+        if page.is_full() && pages.blocking_send(Ok(page.take())).is_err() {
+            // The reader is gone: nothing more to read for.
+            return Ok(());
         }
     }
+    if !page.is_empty() {
+        let _ = pages.blocking_send(Ok(page));
+    }
+    Ok(())
+}
+
+/// Reads a chain for [`AuditStore::audit_scan`] on PostgreSQL: one query, its rows streamed
+/// as they arrive through sqlx's PostgreSQL driver.
+async fn scan_postgres(
+    pool: &sqlx::PgPool,
+    chain: &str,
+    from_seq: i64,
+    pages: &tokio::sync::mpsc::Sender<Result<AuditScanPage, StoreError>>,
+) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt as _;
+    use sqlx::Row as _;
+    let mut rows = sqlx::query(sql(format!(
+        "SELECT {SCAN_COLUMNS} FROM audit_events WHERE chain = $1 AND seq >= $2 ORDER BY seq"
+    )))
+    .bind(chain)
+    .bind(from_seq)
+    .fetch(pool);
+    let mut page = AuditScanPage::default();
+    while let Some(row) = rows.try_next().await? {
+        let mut columns = [None; SCAN_TEXT_COLUMNS];
+        for (column, value) in columns.iter_mut().enumerate() {
+            *value = row.try_get::<Option<&str>, _>(column + 2)?;
+        }
+        page.push(row.try_get(0)?, row.try_get(1)?, columns)?;
+        if page.is_full() && pages.send(Ok(page.take())).await.is_err() {
+            return Ok(());
+        }
+    }
+    if !page.is_empty() {
+        let _ = pages.send(Ok(page)).await;
+    }
+    Ok(())
 }
 
 fn audit_from(row: &AnyRow) -> Result<AuditEventRow, StoreError> {
@@ -171,39 +219,38 @@ impl AuditStore for SqlStore {
         rows.iter().map(audit_from).collect()
     }
 
-    async fn audit_scan_page(
-        &self,
-        chain: &str,
-        from_seq: i64,
-        limit: u32,
-    ) -> Result<AuditScanPage, StoreError> {
-        let pool = self
-            .scan_pool
-            .get_or_try_init(|| ScanPool::open(self.engine(), self.url()))
-            .await?;
-        let text = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE chain = $1 AND seq >= $2 \
-             ORDER BY seq LIMIT $3"
-        );
-        let rows = match pool {
-            ScanPool::Sqlite(pool) => ScanRows::Sqlite(
-                sqlx::query(sql(text))
-                    .bind(chain)
-                    .bind(from_seq)
-                    .bind(i64::from(limit))
-                    .fetch_all(pool)
-                    .await?,
-            ),
-            ScanPool::Postgres(pool) => ScanRows::Postgres(
-                sqlx::query(sql(text))
-                    .bind(chain)
-                    .bind(from_seq)
-                    .bind(i64::from(limit))
-                    .fetch_all(pool)
-                    .await?,
-            ),
-        };
-        Ok(AuditScanPage { rows })
+    async fn audit_scan(&self, chain: &str, from_seq: i64) -> Result<AuditScan, StoreError> {
+        let (sender, pages) = tokio::sync::mpsc::channel(SCAN_PAGES_AHEAD);
+        let chain = chain.to_owned();
+        match self.engine() {
+            Engine::Sqlite => {
+                use std::str::FromStr as _;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(self.url())?;
+                let path = options.get_filename().to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = scan_sqlite(&path, &chain, from_seq, &sender) {
+                        let _ = sender.blocking_send(Err(error));
+                    }
+                });
+            }
+            Engine::Postgres => {
+                let pool = self
+                    .scan_pool
+                    .get_or_try_init(|| {
+                        sqlx::postgres::PgPoolOptions::new()
+                            .max_connections(2)
+                            .connect(self.url())
+                    })
+                    .await?
+                    .clone();
+                tokio::spawn(async move {
+                    if let Err(error) = scan_postgres(&pool, &chain, from_seq, &sender).await {
+                        let _ = sender.send(Err(error)).await;
+                    }
+                });
+            }
+        }
+        Ok(AuditScan { pages })
     }
 
     async fn audit_events_page(

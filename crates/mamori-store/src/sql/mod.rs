@@ -32,9 +32,9 @@ pub struct SqlStore {
     engine: Engine,
     /// The URL it was opened with, for the engine's own driver (see `scan_pool`).
     url: String,
-    /// A small pool on the engine's own sqlx driver, opened on first use, for the one read
-    /// that is bound by row decoding: scanning a whole audit chain to verify it.
-    pub(crate) scan_pool: tokio::sync::OnceCell<audit::ScanPool>,
+    /// On PostgreSQL, a small pool on sqlx's own PostgreSQL driver, opened on first use, for
+    /// the one read that is bound by row decoding: scanning a whole audit chain to verify it.
+    pub(crate) scan_pool: tokio::sync::OnceCell<sqlx::PgPool>,
     /// One writer at a time on SQLite; unlimited on PostgreSQL.
     write_gate: Option<Arc<Semaphore>>,
     /// The highest access-control revision this process committed.

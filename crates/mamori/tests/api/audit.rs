@@ -43,6 +43,7 @@ mamori_testkit::engine_tests!(
     the_csv_export_quotes_cells_and_guards_formulas,
     checkpoints_are_listed_and_verify_with_the_published_key,
     tampering_with_the_stored_chain_is_found,
+    a_chain_longer_than_a_scan_page_is_verified_across_its_pages,
     retention_deletes_what_is_due_and_the_chain_still_verifies,
     retention_signs_its_anchor_and_a_truncation_is_named,
 );
@@ -2066,6 +2067,134 @@ async fn tampering_with_the_stored_chain_is_found(engine: TestEngine) {
     // An unknown chain is an error, not a pass.
     let (ok, _, stderr) = mamori(&app, &["audit", "verify", "--org", "org_nothing"]).await;
     assert!(!ok && stderr.contains("no audit chain"), "{stderr}");
+}
+
+/// A chain of 20,000 app events is read for verification in several pages (8,192 events at
+/// most each) and hashed on several threads: it verifies whole, with checkpoints between the
+/// pages; a changed event in the third page, or an actor name that no longer opens in the
+/// second, is named by its own `seq`.
+async fn a_chain_longer_than_a_scan_page_is_verified_across_its_pages(engine: TestEngine) {
+    const EVENTS: usize = 20_000;
+    let app = spawn_app(engine).await;
+    let (_, alice) = app.account_with_session("alice@example.org").await;
+    let org = create_org(&app, &alice, "Long Chain").await;
+    let (app_id, _) = register_app(&app, "Firehose").await;
+    enable_app(&app, &alice, &org, &app_id).await;
+    let before = chain_len(&app, &org).await;
+    let principal = mamori_service::AppPrincipal {
+        app_id: mamori_core::AppId::parse(&app_id).unwrap(),
+    };
+    // In process, 256 at a time, through the group commit as the HTTP handler sends them;
+    // in two halves, each signed by a checkpoint (the first falls in the second page).
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for half in [EVENTS / 2, EVENTS] {
+        let writers = (0..256).map(|_| {
+            let (services, principal, org, next) = (
+                app.services.clone(),
+                principal.clone(),
+                org.clone(),
+                next.clone(),
+            );
+            let now = app.clock.now_timestamp();
+            tokio::spawn(async move {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if index >= half {
+                        break;
+                    }
+                    let event = mamori_service::NewAppEvent {
+                        org_id: org.clone(),
+                        action: String::from("firehose.event.sent"),
+                        target_type: Some(String::from("message")),
+                        target_id: Some(format!("m{index}")),
+                        outcome: None,
+                        details: Some(json!({ "n": index })),
+                    };
+                    services
+                        .record_app_event(
+                            &principal,
+                            event,
+                            &mamori_service::RequestContext::default(),
+                            now,
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        });
+        for writer in join_all(writers).await {
+            writer.unwrap();
+        }
+        next.store(half, std::sync::atomic::Ordering::Relaxed);
+        let now = app.clock.now_timestamp();
+        let signed = app
+            .services
+            .run_audit_checkpoints_once(1, now, now)
+            .await
+            .unwrap();
+        assert!(signed >= 1);
+    }
+    let last = before + EVENTS as i64;
+    assert_eq!(chain_len(&app, &org).await, last);
+    let stdout = verify_passes(&app, Some(&org)).await;
+    assert!(
+        stdout.contains(&format!("chain {org}: ok, seq 1 to {last} ({last} events")),
+        "{stdout}"
+    );
+
+    let pool = app.database.pool().await;
+    let set = |column: &'static str, value: String, seq: i64| {
+        let (pool, org) = (pool.clone(), org.clone());
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE audit_events SET {column} = $1 WHERE chain = $2 AND seq = $3"
+            )))
+            .bind(value)
+            .bind(org)
+            .bind(seq)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let stored = |column: &'static str, seq: i64| {
+        let (pool, org) = (pool.clone(), org.clone());
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {column} AS v FROM audit_events WHERE chain = $1 AND seq = $2"
+            )))
+            .bind(org)
+            .bind(seq)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get::<String, _>("v")
+        }
+    };
+    // (a) Details changed in the third page.
+    let details = stored("details", 17_001).await;
+    set("details", String::from(r#"{"n":-1}"#), 17_001).await;
+    verify_fails_at(&app, &org, 17_001).await;
+    set("details", details, 17_001).await;
+    verify_passes(&app, Some(&org)).await;
+    // (b) An actor name in the second page replaced by one sealed for another field.
+    let name = stored("actor_name_sealed", 9_000).await;
+    let other_field = app
+        .services
+        .keyring()
+        .key(&org)
+        .await
+        .unwrap()
+        .seal("another_field", b"Firehose")
+        .unwrap();
+    set("actor_name_sealed", other_field, 9_000).await;
+    let (ok, _, stderr) = mamori(&app, &["audit", "verify", "--org", &org]).await;
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("first bad seq 9000"), "{stderr}");
+    assert!(stderr.contains("actor name cannot be opened"), "{stderr}");
+    set("actor_name_sealed", name, 9_000).await;
+    pool.close().await;
+    verify_passes(&app, Some(&org)).await;
 }
 
 // ---------------------------------------------------------------------------------------
