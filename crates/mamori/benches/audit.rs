@@ -21,11 +21,13 @@
 //!    that it does not interfere).
 //! 2. **Verification** of one chain of `MAMORI_BENCH_CHAIN_EVENTS` events (default 1,000,000),
 //!    populated with `record_app_event` at 1024 in flight (2 cores; its time is reported):
-//!    `Services::verify_audit(Some(chain))` from the SQLite store (rows read in pages through
-//!    the engine's own sqlx driver, actor names opened, hashes recomputed, one page checked on
-//!    a second thread while the next is read), with where its time goes and two baselines of
-//!    the same run: the rows read through sqlx `Any` as verification read them before, and
-//!    SHA-256 alone over the same canonical bytes. The same on PostgreSQL, on a chain of
+//!    `Services::verify_audit(Some(chain))` from the SQLite store (the chain read by one query
+//!    through the engine's own driver, rusqlite on SQLite and a binary `COPY` on PostgreSQL,
+//!    on a thread of its own while the page before is checked; actor names opened and hashes
+//!    recomputed on every core, then the links walked), with where its time goes (rows read
+//!    alone; names opened and hashes recomputed, each on one core) and two baselines of the
+//!    same run: the rows read through sqlx `Any` as verification first read them, and SHA-256
+//!    alone over the same canonical bytes. The same on PostgreSQL, on a chain of
 //!    `MAMORI_BENCH_PG_CHAIN_EVENTS` events (default: as many), when PostgreSQL is among the
 //!    engines. Then the SQLite chain is exported in process to a JSON Lines file and
 //!    `mamori_service::verify_export` verifies the file, next to passes that only read its
@@ -1296,12 +1298,21 @@ async fn verify_breakdown(services: &Services, chain: &str, engine: &str) -> Vec
     let mut events = 0u64;
     let (mut open, mut hash, mut sha_only) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut opener = key.opener(ACTOR_NAME_FIELD).expect("opener");
+    let mut sealed_runs = 0u64;
+    let mut last_sealed: Option<String> = None;
     let mut scan = store.audit_scan(chain, 1).await.expect("scan");
     while let Some(page) = scan.next_page().await {
         let page = page.expect("scan page");
         let rows: Vec<_> = (0..page.len())
             .map(|index| page.event(index).expect("row"))
             .collect();
+        // Runs of one sealed name: what `verify_audit` opens (it keeps the last one opened).
+        for row in &rows {
+            if row.actor_name_sealed != last_sealed.as_deref() {
+                sealed_runs += 1;
+                last_sealed = row.actor_name_sealed.map(str::to_owned);
+            }
+        }
         let started = Instant::now();
         let names: Vec<Option<String>> = rows
             .iter()
@@ -1368,7 +1379,10 @@ async fn verify_breakdown(services: &Services, chain: &str, engine: &str) -> Vec
             events,
             took: open,
             target: None,
-            note: note.clone(),
+            note: format!(
+                "(every row's; verify_audit opens {sealed_runs}: names are sealed once per \
+                 batch per actor)"
+            ),
         },
         Timed {
             label: String::from("  of which: canonical text + SHA-256 (EventFields, one core)"),
