@@ -297,6 +297,15 @@ async fn verify_fails_at(app: &TestApp, chain: &str, seq: i64) {
     );
 }
 
+/// Signs a checkpoint of every chain that moved, at the app's clock; returns how many.
+async fn sign_checkpoints(app: &TestApp) -> u64 {
+    let now = app.clock.now_timestamp();
+    app.services
+        .run_audit_checkpoints_once(1, now, now)
+        .await
+        .unwrap()
+}
+
 /// The published checkpoint key, checked for consistency; returns (raw key, document).
 async fn published_key(app: &TestApp) -> (Vec<u8>, Value) {
     let document = exchange(app, Method::GET, "/api/v1/audit/public-key", None, None)
@@ -1521,13 +1530,7 @@ async fn the_jsonl_export_verifies_independently_and_a_changed_character_is_foun
         }
         if i == 9 {
             // A stored checkpoint, through the service...
-            let now = app.clock.now_timestamp();
-            let signed = app
-                .services
-                .run_audit_checkpoints_once(1, now, now)
-                .await
-                .unwrap();
-            assert!(signed >= 1);
+            assert!(sign_checkpoints(&app).await >= 1);
             checkpointed.push(seq);
         }
         if i == 19 {
@@ -1853,31 +1856,14 @@ async fn checkpoints_are_listed_and_verify_with_the_published_key(engine: TestEn
     for name in ["One", "Two"] {
         create_team(&app, &alice, &org, name).await;
     }
-    let now = app.clock.now_timestamp();
-    assert!(
-        app.services
-            .run_audit_checkpoints_once(1, now, now)
-            .await
-            .unwrap()
-            >= 1
-    );
+    assert!(sign_checkpoints(&app).await >= 1);
     // Signing again with nothing new signs nothing for this chain.
-    app.services
-        .run_audit_checkpoints_once(1, now, now)
-        .await
-        .unwrap();
+    sign_checkpoints(&app).await;
     for name in ["Three", "Four"] {
         create_team(&app, &alice, &org, name).await;
     }
     app.clock.advance_millis(60_000);
-    let now = app.clock.now_timestamp();
-    assert!(
-        app.services
-            .run_audit_checkpoints_once(1, now, now)
-            .await
-            .unwrap()
-            >= 1
-    );
+    assert!(sign_checkpoints(&app).await >= 1);
 
     let hashes: BTreeMap<i64, String> = all_events(&app, &alice, &org)
         .await
@@ -1989,11 +1975,7 @@ async fn tampering_with_the_stored_chain_is_found(engine: TestEngine) {
         orgs.push(org);
     }
     // Checkpoints over the untouched heads first: tampering after them is still found.
-    let now = app.clock.now_timestamp();
-    app.services
-        .run_audit_checkpoints_once(1, now, now)
-        .await
-        .unwrap();
+    sign_checkpoints(&app).await;
     let stdout = verify_passes(&app, None).await;
     for org in &orgs {
         assert!(
@@ -2126,13 +2108,7 @@ async fn a_chain_longer_than_a_scan_page_is_verified_across_its_pages(engine: Te
             writer.unwrap();
         }
         next.store(half, std::sync::atomic::Ordering::Relaxed);
-        let now = app.clock.now_timestamp();
-        let signed = app
-            .services
-            .run_audit_checkpoints_once(1, now, now)
-            .await
-            .unwrap();
-        assert!(signed >= 1);
+        assert!(sign_checkpoints(&app).await >= 1);
     }
     let last = before + EVENTS as i64;
     assert_eq!(chain_len(&app, &org).await, last);
