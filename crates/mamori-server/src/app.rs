@@ -262,50 +262,79 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
-        let jobs = tokio::spawn(run_jobs(
-            self.backend.services.clone(),
-            self.clock.clone(),
-            jobs_stopped.clone(),
-        ));
+        // The jobs start `JOB_START_SPACING` apart (see there).
+        let started = |order: u32, job| {
+            tokio::spawn(start_after(
+                JOB_START_SPACING * order,
+                jobs_stopped.clone(),
+                job,
+            ))
+        };
+        let credentials = {
+            let services = self.backend.services.clone();
+            started(
+                0,
+                Box::pin(every(CREDENTIAL_SYNC, jobs_stopped.clone(), move || {
+                    let services = services.clone();
+                    async move {
+                        if let Err(error) = services.sync_credential_cache().await {
+                            tracing::error!(error = %error, "credential cache sync failed");
+                        }
+                    }
+                })),
+            )
+        };
+        let authz = started(
+            1,
+            Box::pin(refresh_authz(
+                self.backend.services.clone(),
+                jobs_stopped.clone(),
+            )),
+        );
+        let jobs = started(
+            2,
+            Box::pin(run_jobs(
+                self.backend.services.clone(),
+                self.clock.clone(),
+                jobs_stopped.clone(),
+            )),
+        );
         let access_log = self.access_log.map(|(writer, _)| {
             tokio::spawn(writer.run(self.backend.services.clone(), jobs_stopped.clone()))
         });
-        let mail = tokio::spawn(send_mail(
-            self.backend.services.clone(),
-            self.clock.clone(),
-            jobs_stopped.clone(),
-        ));
-        let checkpoints = tokio::spawn(sign_checkpoints(
-            self.backend.services.clone(),
-            self.clock.clone(),
-            self.audit,
-            jobs_stopped.clone(),
-        ));
-        let authz = tokio::spawn(refresh_authz(
-            self.backend.services.clone(),
-            jobs_stopped.clone(),
-        ));
-        let credentials = {
-            let services = self.backend.services.clone();
-            tokio::spawn(every(CREDENTIAL_SYNC, jobs_stopped.clone(), move || {
-                let services = services.clone();
-                async move {
-                    if let Err(error) = services.sync_credential_cache().await {
-                        tracing::error!(error = %error, "credential cache sync failed");
-                    }
-                }
-            }))
-        };
-        let purges = tokio::spawn(run_purges(
-            self.backend.services.clone(),
-            self.clock.clone(),
-            jobs_stopped.clone(),
-        ));
-        let retention = tokio::spawn(run_retention(
-            self.backend.services.clone(),
-            self.clock.clone(),
-            jobs_stopped,
-        ));
+        let mail = started(
+            3,
+            Box::pin(send_mail(
+                self.backend.services.clone(),
+                self.clock.clone(),
+                jobs_stopped.clone(),
+            )),
+        );
+        let checkpoints = started(
+            4,
+            Box::pin(sign_checkpoints(
+                self.backend.services.clone(),
+                self.clock.clone(),
+                self.audit,
+                jobs_stopped.clone(),
+            )),
+        );
+        let purges = started(
+            5,
+            Box::pin(run_purges(
+                self.backend.services.clone(),
+                self.clock.clone(),
+                jobs_stopped.clone(),
+            )),
+        );
+        let retention = started(
+            6,
+            Box::pin(run_retention(
+                self.backend.services.clone(),
+                self.clock.clone(),
+                jobs_stopped.clone(),
+            )),
+        );
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -352,6 +381,26 @@ impl Application {
 /// How often the credential cache learns of other processes' revocations (see the store's
 /// `cache` module); the cache stops answering if this falls far behind.
 const CREDENTIAL_SYNC: Duration = Duration::from_millis(250);
+
+/// How far apart the background jobs start. Started together, each would take a database
+/// connection at the same moment, and the pool keeps every connection it opens (a SQLite
+/// connection holds its own parsed schema, prepared statements and page cache, about 0.3 MB
+/// with its worker thread): an idle server kept six where one or two do.
+const JOB_START_SPACING: Duration = Duration::from_millis(40);
+
+/// A background job's future, boxed so that the jobs share one type.
+type Job = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `job` after `delay`, unless told to stop first.
+async fn start_after(delay: Duration, mut stop: tokio::sync::watch::Receiver<bool>, job: Job) {
+    let stopped = tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        _ = stop.wait_for(|stopped| *stopped) => true,
+    };
+    if !stopped {
+        job.await;
+    }
+}
 
 /// Runs `tick` every `period` until told to stop.
 async fn every<F, Fut>(period: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut tick: F)

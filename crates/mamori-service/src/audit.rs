@@ -42,6 +42,9 @@ pub(crate) struct AuditDraft<'a> {
     pub target_id: Option<&'a str>,
     pub outcome: Outcome,
     pub details: Value,
+    /// The actor's name as stored, when the caller has read it already (`Some(None)`: it has
+    /// none); otherwise `record` reads it inside the transaction.
+    pub actor_name_as_stored: Option<Option<&'a str>>,
 }
 
 impl<'a> AuditDraft<'a> {
@@ -55,7 +58,15 @@ impl<'a> AuditDraft<'a> {
             target_id: None,
             outcome: Outcome::Success,
             details: Value::Object(Map::new()),
+            actor_name_as_stored: None,
         }
+    }
+
+    /// The actor's name as stored, read by the caller with the actor's row: `record` need not
+    /// read it again.
+    pub fn actor_name_as_stored(mut self, stored: Option<&'a str>) -> Self {
+        self.actor_name_as_stored = Some(stored);
+        self
     }
 
     pub fn target(mut self, target_type: &'a str, target_id: &'a str) -> Self {
@@ -123,17 +134,29 @@ impl crate::Services {
         let Some(id) = id else {
             return Ok(None);
         };
-        let Some(stored) = tx.actor_name_as_stored(kind.as_str(), id).await? else {
+        let stored = tx.actor_name_as_stored(kind.as_str(), id).await?;
+        self.open_actor_name(kind, id, stored.as_deref()).await
+    }
+
+    /// The actor's name in plaintext from its stored form (an account's is sealed under the
+    /// account's key).
+    async fn open_actor_name(
+        &self,
+        kind: ActorKind,
+        id: &str,
+        stored: Option<&str>,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some(stored) = stored else {
             return Ok(None);
         };
         if kind != ActorKind::Account {
-            return Ok(Some(stored));
+            return Ok(Some(stored.to_owned()));
         }
         let Some(account) = AccountId::parse(id) else {
             return Ok(None);
         };
         match self.keyring.key(account.as_str()).await {
-            Ok(key) => Ok(Some(key.open_string(ACCOUNT_NAME_FIELD, &stored)?)),
+            Ok(key) => Ok(Some(key.open_string(ACCOUNT_NAME_FIELD, stored)?)),
             // The account's key is gone: its name is no longer known to anyone.
             Err(KeyringError::NoKey(_)) => Ok(None),
             Err(error) => Err(error.into()),
@@ -149,9 +172,13 @@ impl crate::Services {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let chain = chain_name(draft.org);
-        let name = self
-            .actor_name(tx, draft.actor_kind, draft.actor_id)
-            .await?;
+        let name = match (draft.actor_name_as_stored, draft.actor_id) {
+            (Some(stored), Some(id)) => self.open_actor_name(draft.actor_kind, id, stored).await?,
+            _ => {
+                self.actor_name(tx, draft.actor_kind, draft.actor_id)
+                    .await?
+            }
+        };
         let key = self.chain_key(&chain).await?;
         let details = jcs::canonical(&draft.details)
             .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("audit details: {error}")))?;

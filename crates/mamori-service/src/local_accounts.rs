@@ -545,7 +545,7 @@ impl Services {
             .local_account_by_login(&login_name)
             .await?
             .unzip();
-        let (_, rehash) = self
+        let (account, rehash) = self
             .check_login_password(context, &login_name, account, &password, now)
             .await?;
         // A match means the account, and with it its local row, was found.
@@ -604,14 +604,8 @@ impl Services {
             .await?;
             return Err(ServiceError::PasswordChangeRequired { challenge });
         }
-        self.finish_log_in(
-            context,
-            &local.account_id,
-            &login_name,
-            rehash.as_deref(),
-            now,
-        )
-        .await
+        self.finish_log_in(context, &account, &login_name, rehash.as_deref(), now)
+            .await
     }
 
     /// ACC-7: with the challenge of a log-in with the initial password, sets the holder's own
@@ -692,13 +686,7 @@ impl Services {
             return Err(ServiceError::SecondFactorRequired { challenge });
         }
         let (token, session) = self
-            .open_session_in_tx(
-                tx,
-                context,
-                &account_id,
-                json!({ "password_changed": true }),
-                now,
-            )
+            .open_session_in_tx(tx, context, &row, json!({ "password_changed": true }), now)
             .await?;
         Ok(NewSession { token, session })
     }

@@ -1,16 +1,19 @@
-//! Password hashing (ENC-1): Argon2id on a bounded pool of blocking threads.
+//! Password hashing (ENC-1): Argon2id on a bounded pool of dedicated threads.
 //!
-//! At most `max_concurrent` hashes run at once (by default one per core); further requests
-//! wait their turn. Each hash holds `memory_kib` of memory, so memory under a login storm is
-//! bounded by `max_concurrent x memory_kib` whatever the number of clients.
+//! At most `max_concurrent` hashes run at once (by default one per core), each on a thread of
+//! the pool; further requests wait in the pool's queue. Each hash holds `memory_kib` of memory,
+//! so memory under a login storm is bounded by `max_concurrent x memory_kib` whatever the
+//! number of clients. A thread that finishes a hash takes the next queued one at once, with
+//! its buffer, so a busy pool never waits for a hand-off between two hashes.
 
 use crate::ServiceError;
 pub use argon2::Block;
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +43,12 @@ pub enum Verification {
     Match { needs_rehash: bool },
 }
 
+/// How long a pool thread with nothing to do waits for work before it ends.
+const THREAD_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
 pub struct PasswordHashing {
     params: Params,
-    permits: Arc<Semaphore>,
-    /// Argon2 working memory, reused while hashes follow one another. At most one buffer per
-    /// permit exists, so memory under a login storm stays at `max_concurrent x m`. When a hash
-    /// ends and no other is running or waiting, its buffer is freed rather than kept, so an
-    /// idle server holds none (the binary's allocator gives freed memory back to the OS).
-    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
-    /// Hashes running or waiting for a permit.
-    in_flight: Arc<AtomicUsize>,
+    pool: Arc<Pool>,
     /// A hash of a random password with the current parameters. Verifying against it makes a
     /// login for an unknown email cost the same as a real one.
     dummy_hash: Arc<str>,
@@ -65,12 +64,11 @@ impl PasswordHashing {
         )
         .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("argon2 parameters: {error}")))?;
         let random = crate::tokens::random_bytes::<32>()?;
+        // The start-up hash's buffer is freed on return: an idle server holds none.
         let dummy_hash = hash_into(&params, &random, &mut Vec::new())?;
         Ok(PasswordHashing {
             params,
-            permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
-            buffers: Arc::new(Mutex::new(Vec::new())),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            pool: Arc::new(Pool::new(config.max_concurrent.max(1))),
             dummy_hash: Arc::from(dummy_hash),
         })
     }
@@ -116,70 +114,179 @@ impl PasswordHashing {
         .await
     }
 
-    /// Runs `work` on a blocking thread with a working buffer, at most `max_concurrent` at a
-    /// time. The permit and the buffer move into the blocking task: if the caller goes away (a
-    /// client hangs up mid-login), the hash still counts against the limit until it ends.
+    /// Runs `work` on a thread of the pool with a working buffer, at most `max_concurrent` at
+    /// a time, queued beyond that. A queued job whose caller went away (a client hung up) is
+    /// dropped unrun; one already running finishes and counts against the limit until it ends.
     async fn with_buffer<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        // Counted from before the wait, so a finishing hash sees queued ones as well. The
-        // guard moves into the blocking task with the permit: a hash whose caller went away
-        // still counts until it ends.
-        let in_flight = InFlight::enter(&self.in_flight);
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        let (sender, receiver) = oneshot::channel();
+        self.pool.submit(Box::new(move |buffer: &mut Vec<Block>| {
+            if sender.is_closed() {
+                return;
+            }
+            let _ = sender.send(work(buffer));
+        }))?;
+        receiver
             .await
-            .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("hashing pool closed")))?;
-        let buffers = self.buffers.clone();
-        let block_count = self.params.block_count();
-        tokio::task::spawn_blocking(move || {
-            let mut buffer = buffers
-                .lock()
-                .ok()
-                .and_then(|mut free| free.pop())
-                .unwrap_or_else(|| vec![Block::default(); block_count]);
-            let result = work(&mut buffer);
-            if in_flight.others() > 0 {
-                if let Ok(mut free) = buffers.lock() {
-                    free.push(buffer);
+            .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("hashing job ended unanswered")))
+    }
+}
+
+impl Drop for PasswordHashing {
+    /// The pool's threads end once the queue is empty.
+    fn drop(&mut self) {
+        self.pool.close();
+    }
+}
+
+/// A queued hash: runs with a buffer of the pool.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// The hashing threads and their queue. At most `max_threads` threads exist, each with at
+/// most one Argon2 buffer, so at most `max_threads` buffers exist. A thread keeps its buffer
+/// from one job to the next while jobs are queued; when none is, it parks its buffer for the
+/// others while any of them still runs a job, and the last one to finish frees every buffer
+/// so an idle pool holds none.
+struct Pool {
+    state: Mutex<PoolState>,
+    /// Signalled when a job is queued or the pool closes.
+    work: Condvar,
+    max_threads: usize,
+}
+
+#[derive(Default)]
+struct PoolState {
+    queue: VecDeque<Job>,
+    /// Threads alive, and how many of them wait for work.
+    threads: usize,
+    waiting: usize,
+    /// Buffers of threads waiting while others run: reused by the next job.
+    parked: Vec<Vec<Block>>,
+    closed: bool,
+}
+
+impl Pool {
+    fn new(max_threads: usize) -> Pool {
+        Pool {
+            state: Mutex::new(PoolState::default()),
+            work: Condvar::new(),
+            max_threads,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A job runs outside the lock, so a poisoned lock holds consistent state.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn submit(self: &Arc<Self>, job: Job) -> Result<(), ServiceError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(ServiceError::Unexpected(anyhow::anyhow!(
+                "hashing pool closed"
+            )));
+        }
+        state.queue.push_back(job);
+        // A waiting thread takes it; otherwise a new thread, up to the limit; otherwise it
+        // waits for the first thread to finish its job.
+        if state.waiting > state.queue.len().saturating_sub(1) {
+            drop(state);
+            self.work.notify_one();
+            return Ok(());
+        }
+        if state.threads < self.max_threads {
+            state.threads += 1;
+            drop(state);
+            let pool = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name(String::from("mamori-hash"))
+                .spawn(move || pool.run());
+            if let Err(error) = spawned {
+                let mut state = self.lock();
+                state.threads -= 1;
+                if state.threads == 0 {
+                    // No thread will take the queue: its callers get an error.
+                    state.queue.clear();
+                }
+                return Err(ServiceError::Unexpected(anyhow::anyhow!(
+                    "hashing thread: {error}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_all();
+    }
+
+    /// A pool thread: takes jobs until the pool closes or no job comes for a while.
+    fn run(&self) {
+        let mut buffer: Vec<Block> = Vec::new();
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                if buffer.is_empty() {
+                    buffer = state.parked.pop().unwrap_or_default();
+                }
+                drop(state);
+                // A panicking job loses its caller's answer, not the thread.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    job(&mut buffer);
+                }));
+                state = self.lock();
+                continue;
+            }
+            // Nothing queued. While other threads run jobs, park the buffer for them; the
+            // last thread to go idle frees them all.
+            let others_busy = state.threads - state.waiting - 1 > 0;
+            if others_busy {
+                if !buffer.is_empty() {
+                    state.parked.push(std::mem::take(&mut buffer));
                 }
             } else {
-                // Nothing else to hash: free this buffer and any left in the pool.
-                drop(buffer);
-                if let Ok(mut free) = buffers.lock() {
-                    free.clear();
+                let mut free = std::mem::take(&mut state.parked);
+                if !buffer.is_empty() || !free.is_empty() {
+                    free.push(std::mem::take(&mut buffer));
+                    drop(state);
+                    drop(free);
+                    state = self.lock();
+                    // A job may have come in meanwhile.
+                    continue;
                 }
             }
-            drop(permit);
-            drop(in_flight);
-            result
-        })
-        .await
-        .map_err(|error| ServiceError::Unexpected(anyhow::anyhow!("hashing task: {error}")))
-    }
-}
-
-/// One hash running or waiting, counted in `PasswordHashing::in_flight` until dropped.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
-        counter.fetch_add(1, Ordering::SeqCst);
-        InFlight(counter.clone())
-    }
-
-    /// Hashes running or waiting besides this one.
-    fn others(&self) -> usize {
-        self.0.load(Ordering::SeqCst).saturating_sub(1)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+            if state.closed {
+                break;
+            }
+            state.waiting += 1;
+            let (next, timeout) = self
+                .work
+                .wait_timeout_while(state, THREAD_KEEP_ALIVE, |state| {
+                    state.queue.is_empty() && !state.closed
+                })
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state = next;
+            state.waiting -= 1;
+            if timeout.timed_out() && state.queue.is_empty() {
+                break;
+            }
+        }
+        state.threads -= 1;
+        let parked = std::mem::take(&mut state.parked);
+        let last = state.threads == 0;
+        drop(state);
+        drop(buffer);
+        if last {
+            drop(parked);
+        } else if !parked.is_empty() {
+            // Give them back for the threads still running.
+            self.lock().parked.extend(parked);
+        }
     }
 }
 
@@ -309,5 +416,96 @@ mod tests {
                 .unwrap(),
             Verification::Match { needs_rehash: true }
         );
+    }
+
+    /// At most `max_concurrent` jobs run at once and each has a buffer of its own; a thread
+    /// keeps its buffer for the jobs queued behind it, and an idle pool frees every buffer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn runs_at_most_max_concurrent_and_frees_buffers_when_idle() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hashing = Arc::new(PasswordHashing::new(fast()).unwrap());
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let fresh = Arc::new(AtomicUsize::new(0));
+        let mut jobs = Vec::new();
+        for _ in 0..12 {
+            let hashing = hashing.clone();
+            let (running, most, fresh) = (running.clone(), most.clone(), fresh.clone());
+            jobs.push(tokio::spawn(async move {
+                hashing
+                    .with_buffer(move |buffer| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        if buffer.is_empty() {
+                            fresh.fetch_add(1, Ordering::SeqCst);
+                            buffer.resize(4, Block::default());
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                    .unwrap();
+            }));
+        }
+        for job in jobs {
+            job.await.unwrap();
+        }
+        assert!(most.load(Ordering::SeqCst) <= 2, "at most two at once");
+        assert!(
+            fresh.load(Ordering::SeqCst) <= 2,
+            "queued jobs reuse the buffers of the jobs before them"
+        );
+        // The pool went idle: no buffer is kept, the next job starts with a new one.
+        let empty = hashing
+            .with_buffer(|buffer| buffer.is_empty())
+            .await
+            .unwrap();
+        assert!(empty, "an idle pool frees its buffers");
+        assert!(hashing.pool.lock().parked.is_empty());
+    }
+
+    /// A job whose caller went away before it started is dropped unrun.
+    #[tokio::test]
+    async fn drops_queued_jobs_whose_caller_went_away() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let hashing = PasswordHashing::new(PasswordParams {
+            max_concurrent: 1,
+            ..fast()
+        })
+        .unwrap();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let first = hashing.with_buffer(move |_| {
+            let _ = blocked.recv();
+        });
+        let ran = Arc::new(AtomicBool::new(false));
+        let second = {
+            let ran = ran.clone();
+            hashing.with_buffer(move |_| ran.store(true, Ordering::SeqCst))
+        };
+        let (first, second) = (Box::pin(first), Box::pin(second));
+        // Queue both: the first runs (and blocks), the second waits behind it.
+        let mut first = first;
+        let mut second = second;
+        assert!(futures_poll_once(&mut first).await.is_none());
+        assert!(futures_poll_once(&mut second).await.is_none());
+        drop(second);
+        release.send(()).unwrap();
+        first.await.unwrap();
+        // Another job after the dropped one: the queue is done once it has run.
+        hashing.with_buffer(|_| ()).await.unwrap();
+        assert!(!ran.load(Ordering::SeqCst), "the abandoned job did not run");
+    }
+
+    /// Polls a future once; `None` while it is pending.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(
+        future: &mut F,
+    ) -> Option<F::Output> {
+        std::future::poll_fn(|context| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *future).poll(context) {
+                std::task::Poll::Ready(output) => Some(output),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

@@ -61,9 +61,21 @@ impl Services {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let policy = self.lockout;
+        let forget_before = now.plus_millis(-policy.forget_after_ms);
+        // Below the threshold the count alone decides: one statement, no transaction. The
+        // attempt that reaches it, and any on a locked name, go through the transaction below,
+        // which counts and locks together, so parallel guesses cannot slip past the lock.
+        if self
+            .store
+            .count_login_attempt_below(login_name, now, forget_before, i64::from(policy.threshold))
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
         let mut tx = self.store.begin().await?;
         match tx
-            .count_login_attempt(login_name, now, now.plus_millis(-policy.forget_after_ms))
+            .count_login_attempt(login_name, now, forget_before)
             .await?
         {
             LoginAttempt::Counted { attempts } => {

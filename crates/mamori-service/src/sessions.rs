@@ -148,7 +148,7 @@ impl Services {
         let (account, rehash) = self
             .check_login_password(context, &login_name, account, &password, now)
             .await?;
-        self.finish_log_in(context, &account.id, &login_name, rehash.as_deref(), now)
+        self.finish_log_in(context, &account, &login_name, rehash.as_deref(), now)
             .await
     }
 
@@ -226,11 +226,12 @@ impl Services {
     pub(crate) async fn finish_log_in(
         &self,
         context: &RequestContext,
-        account: &AccountId,
+        account_row: &AccountRow,
         login_name: &str,
         rehash: Option<&str>,
         now: Timestamp,
     ) -> Result<NewSession, ServiceError> {
+        let account = &account_row.id;
         // Two-step verification (ACC-6): with it on, the password earns a challenge, not a
         // session; `complete_second_factor` finishes the log-in (see `two_step`).
         if self.store.two_step_enabled(account).await? {
@@ -249,7 +250,7 @@ impl Services {
             .open_session_in_tx(
                 tx,
                 context,
-                account,
+                account_row,
                 json!({ "password_rehashed": rehash.is_some() }),
                 now,
             )
@@ -257,15 +258,17 @@ impl Services {
         Ok(NewSession { token, session })
     }
 
-    /// Inside `tx`: a new session for `account`, its `session.login` event, and the commit.
+    /// Inside `tx`: a new session for `account_row`'s account, its `session.login` event
+    /// (with the actor's name as read in `account_row`), and the commit.
     pub(crate) async fn open_session_in_tx(
         &self,
         mut tx: Box<dyn mamori_store::StoreTx>,
         context: &RequestContext,
-        account: &AccountId,
+        account_row: &AccountRow,
         details: serde_json::Value,
         now: Timestamp,
     ) -> Result<(String, AccountSession), ServiceError> {
+        let account = &account_row.id;
         let token = tokens::new_secret(SESSION_PREFIX)?;
         let session = SessionRow {
             id: SessionId::from_random(&id_random()?),
@@ -288,6 +291,7 @@ impl Services {
                 Some(account.as_str()),
                 action::SESSION_LOGIN,
             )
+            .actor_name_as_stored(account_row.display_name_sealed.as_deref())
             .target("session", session.id.as_str())
             .details(details),
             now,

@@ -69,6 +69,19 @@ pub trait RecoveryStore: Send + Sync {
         account: &AccountId,
         purpose: TokenPurpose,
     ) -> Result<Option<Timestamp>, StoreError>;
+    /// Counts one attempt for the login name `email_index` at `now` in one statement of its
+    /// own, only when the name is not locked and the count stays below `threshold` (a count
+    /// whose last attempt was before `forget_before` starts again at 1). Returns the count, or
+    /// `None` with nothing changed: the name is locked or this attempt reaches the threshold,
+    /// and the caller counts it in a transaction with the lock (see
+    /// [`RecoveryStoreTx::count_login_attempt`]).
+    async fn count_login_attempt_below(
+        &self,
+        email_index: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+        threshold: i64,
+    ) -> Result<Option<i64>, StoreError>;
     /// Deletes throttles whose last attempt is before `before` and whose lock is over; returns
     /// how many.
     async fn delete_stale_login_throttles(&self, before: Timestamp) -> Result<u64, StoreError>;

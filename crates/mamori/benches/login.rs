@@ -3,8 +3,10 @@
 //! measured in the same run with the same parameters on the same cores.
 //!
 //! Starts the real `mamori serve` (default Argon2id parameters: m=19456 KiB, t=2, p=1) on a
-//! fresh SQLite database, signs one account up, reads the idle RSS, then alternates two phases
-//! in slices of at most 2 s until each has run `MAMORI_BENCH_SECONDS` (default 10):
+//! fresh SQLite database, signs one account up, reads the idle RSS once it has stayed put for
+//! 2 s (the allocator's decay gives freed memory back within about a second of the sign-up),
+//! then alternates two phases in slices of at most 2 s until each has run
+//! `MAMORI_BENCH_SECONDS` (default 10):
 //!
 //! - a login storm of `2 x cores x 4` concurrent HTTP clients, while the server's RSS is
 //!   sampled every 100 ms; at the end of a slice the clients send nothing new and the requests
@@ -345,18 +347,25 @@ async fn measure(
     .expect("sign up sent");
     assert_eq!(sign_up, 201, "sign up");
 
-    // Idle: wait until the resident set stops moving (at most 5 s), then read it.
-    let mut idle_rss = proc_status_bytes(pid, "VmRSS");
-    let settle_deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    // Idle: wait until the resident set has stayed put for 2 s (at most 10 s), then read it.
+    // The server's allocator hands freed memory back over about a second, in steps (its
+    // background thread sleeps between them): two readings 500 ms apart can match in the
+    // middle of that and read memory the server has already freed.
+    let mut readings = vec![proc_status_bytes(pid, "VmRSS")];
+    let settle_deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < settle_deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = proc_status_bytes(pid, "VmRSS");
-        let stable = now.abs_diff(idle_rss) < 64 * 1024;
-        idle_rss = now;
-        if stable || Instant::now() > settle_deadline {
+        readings.push(proc_status_bytes(pid, "VmRSS"));
+        let last = &readings[readings.len().saturating_sub(5)..];
+        let (low, high) = (
+            last.iter().min().copied().unwrap_or(0),
+            last.iter().max().copied().unwrap_or(0),
+        );
+        if last.len() == 5 && high - low < 64 * 1024 {
             break;
         }
     }
+    let idle_rss = readings.last().copied().unwrap_or(0);
 
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {

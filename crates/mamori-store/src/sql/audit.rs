@@ -544,24 +544,34 @@ impl AuditStoreTx for SqlTx {
         chain: &str,
         count: u32,
     ) -> Result<ChainPosition, StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_chain_heads (chain, last_seq, last_hash) VALUES ($1, 0, $2) \
-             ON CONFLICT (chain) DO NOTHING",
-        )
-        .bind(chain)
-        .bind(GENESIS_HASH)
-        .execute(&mut *self.tx)
-        .await?;
         // The UPDATE takes the head's row lock on PostgreSQL, so concurrent appends to one
-        // chain queue here and every event sees the hash of the one before it.
-        let row = sqlx::query(
-            "UPDATE audit_chain_heads SET last_seq = last_seq + $1 WHERE chain = $2 \
-             RETURNING last_seq, last_hash",
-        )
-        .bind(i64::from(count))
-        .bind(chain)
-        .fetch_one(&mut *self.tx)
-        .await?;
+        // chain queue here and every event sees the hash of the one before it. A chain's
+        // first event finds no head: it is made, and the UPDATE runs again.
+        let advance = "UPDATE audit_chain_heads SET last_seq = last_seq + $1 WHERE chain = $2 \
+             RETURNING last_seq, last_hash";
+        let advanced = sqlx::query(advance)
+            .bind(i64::from(count))
+            .bind(chain)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let row = match advanced {
+            Some(row) => row,
+            None => {
+                sqlx::query(
+                    "INSERT INTO audit_chain_heads (chain, last_seq, last_hash) \
+                     VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING",
+                )
+                .bind(chain)
+                .bind(GENESIS_HASH)
+                .execute(&mut *self.tx)
+                .await?;
+                sqlx::query(advance)
+                    .bind(i64::from(count))
+                    .bind(chain)
+                    .fetch_one(&mut *self.tx)
+                    .await?
+            }
+        };
         let last_seq: i64 = row.try_get("last_seq")?;
         Ok(ChainPosition {
             seq: last_seq - i64::from(count) + 1,

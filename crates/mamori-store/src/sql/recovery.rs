@@ -60,6 +60,42 @@ impl RecoveryStore for SqlStore {
         optional_time_at(&row, "newest")
     }
 
+    async fn count_login_attempt_below(
+        &self,
+        email_index: &str,
+        now: Timestamp,
+        forget_before: Timestamp,
+        threshold: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        // A first attempt inserts a count of 1, which must stay below the threshold too.
+        if threshold <= 1 {
+            return Ok(None);
+        }
+        // One statement, atomic on both engines: a locked name, or a count that would reach
+        // the threshold, leaves the row as it is and returns nothing.
+        let row = sqlx::query(
+            "INSERT INTO login_throttles (email_index, attempts, last_attempt_at, locked_until) \
+             VALUES ($1, 1, $2, 0) \
+             ON CONFLICT (email_index) DO UPDATE SET \
+             attempts = CASE WHEN login_throttles.last_attempt_at < $3 THEN 1 \
+             ELSE login_throttles.attempts + 1 END, \
+             last_attempt_at = $2 \
+             WHERE login_throttles.locked_until <= $2 \
+             AND CASE WHEN login_throttles.last_attempt_at < $3 THEN 1 \
+             ELSE login_throttles.attempts + 1 END < $4 \
+             RETURNING attempts",
+        )
+        .bind(email_index)
+        .bind(now.as_millis())
+        .bind(forget_before.as_millis())
+        .bind(threshold)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| row.try_get("attempts"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
     async fn delete_stale_login_throttles(&self, before: Timestamp) -> Result<u64, StoreError> {
         let result = sqlx::query(
             "DELETE FROM login_throttles WHERE last_attempt_at < $1 AND locked_until < $1",

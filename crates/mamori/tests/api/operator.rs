@@ -286,6 +286,7 @@ struct Row {
     outcome: String,
     actor_type: String,
     actor_id: Option<String>,
+    actor_name_sealed: Option<String>,
     target_type: Option<String>,
     target_id: Option<String>,
     ip: Option<String>,
@@ -295,8 +296,8 @@ struct Row {
 async fn platform_rows(app: &TestApp) -> Vec<Row> {
     let pool = app.database.pool().await;
     let rows = sqlx::query_as::<_, Row>(
-        "SELECT seq, action, outcome, actor_type, actor_id, target_type, target_id, ip, \
-         request_id FROM audit_events WHERE chain = 'platform' ORDER BY seq",
+        "SELECT seq, action, outcome, actor_type, actor_id, actor_name_sealed, target_type, \
+         target_id, ip, request_id FROM audit_events WHERE chain = 'platform' ORDER BY seq",
     )
     .fetch_all(&pool)
     .await
@@ -440,6 +441,23 @@ async fn changes_leave_audit_rows(engine: TestEngine) {
     assert_eq!(
         rows[2].target_id.as_deref(),
         Some(first.session_id.as_str())
+    );
+    // A log-in names its actor as sign-up did (sealed afresh each time: same length), and
+    // after a rename by the new name.
+    let sealed_len = |row: &Row| row.actor_name_sealed.as_ref().map(String::len);
+    assert!(sealed_len(&rows[1]).is_some(), "{:?}", rows[1]);
+    for login in [2, 3] {
+        assert_eq!(
+            sealed_len(&rows[login]),
+            sealed_len(&rows[1]),
+            "{:?}",
+            rows[login]
+        );
+    }
+    assert!(
+        sealed_len(&rows[12]) > sealed_len(&rows[1]),
+        "{:?}",
+        rows[12]
     );
     // A failed login is anonymous; it names the account only when there is one.
     assert_eq!(rows[4].actor_type, "anonymous");
