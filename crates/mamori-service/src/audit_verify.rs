@@ -414,7 +414,7 @@ impl Services {
         // The store reads ahead on a task of its own while a page is checked here.
         let mut scan = self
             .store
-            .audit_scan(&head.chain, head.anchor_seq + 1)
+            .audit_scan(&head.chain, head.anchor_seq + 1..=head.last_seq)
             .await?;
         let key = *key;
         let key_id = key_id.to_owned();

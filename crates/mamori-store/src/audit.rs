@@ -54,11 +54,17 @@ pub trait AuditStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AuditEventRow>, StoreError>;
 
-    /// Reads one chain's events in `seq` order, from `from_seq` on, for verifying it: one
-    /// query (one snapshot) through the engine's own driver (rusqlite on SQLite, sqlx's
-    /// PostgreSQL driver), on a task of its own that hands over pages while the caller checks
-    /// the one before. Dropping the [`AuditScan`] stops the reading.
-    async fn audit_scan(&self, chain: &str, from_seq: i64) -> Result<AuditScan, StoreError>;
+    /// Reads one chain's events with `seq` in `seqs`, in `seq` order, for verifying it: one
+    /// query (one snapshot) through the engine's own driver (rusqlite on SQLite, a binary
+    /// `COPY` on PostgreSQL), on a task of its own that hands over pages while the caller
+    /// checks the one before. Dropping the [`AuditScan`] stops the reading. The verifier
+    /// bounds it by the head it read, so events appended meanwhile are not taken for a head
+    /// that names another hash.
+    async fn audit_scan(
+        &self,
+        chain: &str,
+        seqs: std::ops::RangeInclusive<i64>,
+    ) -> Result<AuditScan, StoreError>;
 
     /// Events of one chain matching `filter` with `seq` inside `seqs`, newest first or oldest
     /// first.

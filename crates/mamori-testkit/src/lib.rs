@@ -119,6 +119,11 @@ pub async fn spawn_with(
     settings: Settings,
     clock: Arc<ManualClock>,
 ) -> TestApp {
+    // The server's errors (a 500's cause) go to the test's captured output, shown when it fails.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_test_writer()
+        .try_init();
     let application = Application::build(settings.clone(), clock.clone())
         .await
         .expect("build the application");

@@ -1281,7 +1281,7 @@ async fn verify_breakdown(services: &Services, chain: &str, engine: &str) -> Vec
     // its own, as in `verify_audit`).
     let started = Instant::now();
     let mut scanned = 0u64;
-    let mut scan = store.audit_scan(chain, 1).await.expect("scan");
+    let mut scan = store.audit_scan(chain, 1..=i64::MAX).await.expect("scan");
     while let Some(page) = scan.next_page().await {
         let page = page.expect("scan page");
         // Reading every field in place is part of reading the rows.
@@ -1300,7 +1300,7 @@ async fn verify_breakdown(services: &Services, chain: &str, engine: &str) -> Vec
     let mut opener = key.opener(ACTOR_NAME_FIELD).expect("opener");
     let mut sealed_runs = 0u64;
     let mut last_sealed: Option<String> = None;
-    let mut scan = store.audit_scan(chain, 1).await.expect("scan");
+    let mut scan = store.audit_scan(chain, 1..=i64::MAX).await.expect("scan");
     while let Some(page) = scan.next_page().await {
         let page = page.expect("scan page");
         let rows: Vec<_> = (0..page.len())

@@ -13,6 +13,7 @@ use mamori_core::audit::GENESIS_HASH;
 use mamori_core::{AccountId, AuditEventId, OrgId, Timestamp};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::ops::RangeInclusive;
 
 const AUDIT_COLUMNS: &str = "id, chain, seq, org_id, actor_type, actor_id, actor_name_sealed, \
     action, target_type, target_id, outcome, ip, user_agent, request_id, occurred_at, details, \
@@ -33,7 +34,7 @@ const CHECKPOINT_COLUMNS: &str = "chain, seq, hash, signed_at, key_id, signature
 fn scan_sqlite(
     path: &std::path::Path,
     chain: &str,
-    from_seq: i64,
+    seqs: RangeInclusive<i64>,
     pages: &tokio::sync::mpsc::Sender<Result<AuditScanPage, StoreError>>,
 ) -> Result<(), StoreError> {
     use rusqlite::types::ValueRef;
@@ -47,9 +48,10 @@ fn scan_sqlite(
     // first (up to 1 GiB of the file; the rest, and the WAL, are read as usual).
     connection.pragma_update(None, "mmap_size", 1_i64 << 30)?;
     let mut statement = connection.prepare(&format!(
-        "SELECT {SCAN_COLUMNS} FROM audit_events WHERE chain = ?1 AND seq >= ?2 ORDER BY seq"
+        "SELECT {SCAN_COLUMNS} FROM audit_events WHERE chain = ?1 AND seq >= ?2 AND seq <= ?3 \
+         ORDER BY seq"
     ))?;
-    let mut rows = statement.query(rusqlite::params![chain, from_seq])?;
+    let mut rows = statement.query(rusqlite::params![chain, seqs.start(), seqs.end()])?;
     let mut page = AuditScanPage::default();
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
@@ -87,7 +89,7 @@ fn scan_sqlite(
 async fn scan_postgres(
     pool: &sqlx::PgPool,
     chain: &str,
-    from_seq: i64,
+    seqs: RangeInclusive<i64>,
     pages: &tokio::sync::mpsc::Sender<Result<AuditScanPage, StoreError>>,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt as _;
@@ -95,7 +97,9 @@ async fn scan_postgres(
     let literal = format!("E'{}'", chain.replace('\\', "\\\\").replace('\'', "''"));
     let statement = format!(
         "COPY (SELECT {SCAN_COLUMNS} FROM audit_events WHERE chain = {literal} \
-         AND seq >= {from_seq} ORDER BY seq) TO STDOUT (FORMAT binary)"
+         AND seq >= {} AND seq <= {} ORDER BY seq) TO STDOUT (FORMAT binary)",
+        seqs.start(),
+        seqs.end()
     );
     let mut data = pool.copy_out_raw(&statement).await?;
     let mut copy = CopyReader::default();
@@ -360,7 +364,11 @@ impl AuditStore for SqlStore {
         rows.iter().map(audit_from).collect()
     }
 
-    async fn audit_scan(&self, chain: &str, from_seq: i64) -> Result<AuditScan, StoreError> {
+    async fn audit_scan(
+        &self,
+        chain: &str,
+        seqs: RangeInclusive<i64>,
+    ) -> Result<AuditScan, StoreError> {
         let (sender, pages) = tokio::sync::mpsc::channel(SCAN_PAGES_AHEAD);
         let chain = chain.to_owned();
         match self.engine() {
@@ -369,7 +377,7 @@ impl AuditStore for SqlStore {
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(self.url())?;
                 let path = options.get_filename().to_path_buf();
                 tokio::task::spawn_blocking(move || {
-                    if let Err(error) = scan_sqlite(&path, &chain, from_seq, &sender) {
+                    if let Err(error) = scan_sqlite(&path, &chain, seqs, &sender) {
                         let _ = sender.blocking_send(Err(error));
                     }
                 });
@@ -385,7 +393,7 @@ impl AuditStore for SqlStore {
                     .await?
                     .clone();
                 tokio::spawn(async move {
-                    if let Err(error) = scan_postgres(&pool, &chain, from_seq, &sender).await {
+                    if let Err(error) = scan_postgres(&pool, &chain, seqs, &sender).await {
                         let _ = sender.send(Err(error)).await;
                     }
                 });
