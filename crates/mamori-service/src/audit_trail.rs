@@ -569,8 +569,11 @@ impl Services {
             if due.is_empty() {
                 return Ok(signed);
             }
-            let mut tx = self.store.begin().await?;
+            // One transaction per chain: each holds one chain head's row lock at a time, so
+            // signing can never close a cycle with a use case that appends to two chains
+            // (an organization's and the platform's) in its own order.
             for head in &due {
+                let mut tx = self.store.begin().await?;
                 tx.insert_audit_checkpoint(&signer.sign(
                     &head.chain,
                     head.last_seq,
@@ -578,9 +581,9 @@ impl Services {
                     now,
                 ))
                 .await?;
+                tx.commit().await?;
                 signed += 1;
             }
-            tx.commit().await?;
             if due.len() < 500 {
                 return Ok(signed);
             }

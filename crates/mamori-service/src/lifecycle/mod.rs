@@ -43,6 +43,8 @@ pub const PURGED: &str = "purged";
 /// scheduler runs every minute, so a day is generous.
 const ON_TIME_GRACE_DAYS: i64 = 1;
 const PAGE: u32 = 200;
+/// Times a step that failed in the store is taken again in the same round.
+const STEP_RETRIES: u32 = 2;
 const MAX_STEPS_PER_ROUND: usize = 4;
 
 /// The contract events an operator records (DEL-1).
@@ -1007,6 +1009,7 @@ impl Services {
                 // with no delay before deletion, a purge due on the day of deletion); a few
                 // at most, so a bad row cannot hold the round.
                 let mut current = row.clone();
+                let mut failures = 0;
                 for _ in 0..MAX_STEPS_PER_ROUND {
                     match self.step_org(&current, now, dry_run).await {
                         // A dry run goes on past the audit trail's purge to the step that
@@ -1018,10 +1021,23 @@ impl Services {
                         }
                         Ok(Some(action)) => run.actions.push(action),
                         Ok(None) => break,
+                        // A step lost to a concurrent transaction (a deadlock or a
+                        // serialization failure on PostgreSQL) is taken again at once from
+                        // the row as it now is: every step checks the row's version, so a
+                        // step another node took meanwhile is not taken twice.
+                        Err(ServiceError::Unexpected(error))
+                            if failures < STEP_RETRIES && !dry_run =>
+                        {
+                            failures += 1;
+                            let error = format!("{error:#}");
+                            tracing::warn!(org = %current.org_id, error, "lifecycle step retried");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
                         Err(error) => {
                             // One organization's failure must not stop the others; it is tried
                             // again next round.
-                            tracing::error!(org = %current.org_id, %error, "lifecycle step failed");
+                            let error = format!("{error:#}");
+                            tracing::error!(org = %current.org_id, error, "lifecycle step failed");
                             break;
                         }
                     }

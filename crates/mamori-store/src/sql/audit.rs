@@ -655,6 +655,19 @@ impl AuditStoreTx for SqlTx {
         &mut self,
         checkpoint: &CheckpointRow,
     ) -> Result<(), StoreError> {
+        // The head's row lock first, whether or not it moves, as every writer of a chain
+        // takes it (see `purge_audit_prefix`).
+        sqlx::query(
+            "UPDATE audit_chain_heads SET \
+             checkpoint_at = CASE WHEN checkpoint_seq < $1 THEN $2 ELSE checkpoint_at END, \
+             checkpoint_seq = CASE WHEN checkpoint_seq < $1 THEN $1 ELSE checkpoint_seq END \
+             WHERE chain = $3",
+        )
+        .bind(checkpoint.seq)
+        .bind(checkpoint.signed_at.as_millis())
+        .bind(checkpoint.chain.as_str())
+        .execute(&mut *self.tx)
+        .await?;
         sqlx::query(sql(format!(
             "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (chain, seq) DO NOTHING"
@@ -665,15 +678,6 @@ impl AuditStoreTx for SqlTx {
         .bind(checkpoint.signed_at.as_millis())
         .bind(checkpoint.key_id.as_str())
         .bind(checkpoint.signature.as_str())
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query(
-            "UPDATE audit_chain_heads SET checkpoint_seq = $1, checkpoint_at = $2 \
-             WHERE chain = $3 AND checkpoint_seq < $1",
-        )
-        .bind(checkpoint.seq)
-        .bind(checkpoint.signed_at.as_millis())
-        .bind(checkpoint.chain.as_str())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -718,6 +722,23 @@ impl AuditStoreTx for SqlTx {
         up_to_seq: i64,
         sign: &(dyn for<'h> Fn(&'h str) -> CheckpointRow + Send + Sync),
     ) -> Result<u64, StoreError> {
+        // The chain's head first: its appenders, its checkpoints and its cutters all take the
+        // head's row lock before the rows behind it, so they queue on it in one order and
+        // cannot deadlock (two cutters deleting ranges of different sizes lock the events in
+        // different orders on PostgreSQL). A cut another one made meanwhile leaves nothing.
+        let head = sqlx::query(
+            "UPDATE audit_chain_heads SET anchor_seq = anchor_seq WHERE chain = $1 \
+             RETURNING anchor_seq",
+        )
+        .bind(chain)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(head) = head else {
+            return Ok(0);
+        };
+        if head.try_get::<i64, _>("anchor_seq")? >= up_to_seq {
+            return Ok(0);
+        }
         let anchor = sqlx::query("SELECT hash FROM audit_events WHERE chain = $1 AND seq = $2")
             .bind(chain)
             .bind(up_to_seq)

@@ -1274,14 +1274,17 @@ async fn the_command_line_requests_and_runs_a_purge(engine: TestEngine) {
         .await
         .unwrap();
     assert!(ok, "{stdout}\n{stderr}");
+    // The test server's own purge loop (every 2 s of real time, at the test's clock) may have
+    // taken the first steps before the command line did: every step is done, once.
     assert!(
-        stdout.starts_with(&format!("at {now}: 10 purge steps done")),
+        stdout.starts_with(&format!("at {now}: ")) && stdout.contains(" purge steps done"),
         "{stdout}"
     );
-    assert!(stdout.contains(&format!("finished {now}")), "{stdout}");
+    assert!(stdout.contains("finished "), "{stdout}");
     for step in STEPS {
-        assert!(
-            stdout.contains(&format!("step {step:<15} done {now}")),
+        assert_eq!(
+            stdout.matches(&format!("step {step:<15} done ")).count(),
+            1,
             "{step}: {stdout}"
         );
     }
