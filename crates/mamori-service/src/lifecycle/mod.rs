@@ -1020,7 +1020,17 @@ impl Services {
                             continue;
                         }
                         Ok(Some(action)) => run.actions.push(action),
-                        Ok(None) => break,
+                        // Nothing to take, or another runner (a second node, or `mamori
+                        // lifecycle run` beside `serve`) took this step first: the row is
+                        // read again, and the round goes on only when it moved, since the
+                        // step after it may be due at once (a purge due with the trail's).
+                        Ok(None) => match self.store.org_lifecycle(&current.org_id).await? {
+                            Some(next) if !dry_run && next.version != current.version => {
+                                current = next;
+                                continue;
+                            }
+                            _ => break,
+                        },
                         // A step lost to a concurrent transaction (a deadlock or a
                         // serialization failure on PostgreSQL) is taken again at once from
                         // the row as it now is: every step checks the row's version, so a
