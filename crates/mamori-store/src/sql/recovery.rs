@@ -29,6 +29,25 @@ fn token_from(row: &AnyRow) -> Result<AccountTokenRow, StoreError> {
     })
 }
 
+/// The upsert that counts a log-in attempt ($1 the name's index, $2 now, $3 the time before
+/// which earlier attempts are forgotten) and returns the count; a locked name is left as it
+/// is, and so is a row failing the extra condition given, which then returns nothing.
+macro_rules! count_attempt_sql {
+    ($also:literal) => {
+        concat!(
+            "INSERT INTO login_throttles (email_index, attempts, last_attempt_at, locked_until) \
+             VALUES ($1, 1, $2, 0) \
+             ON CONFLICT (email_index) DO UPDATE SET \
+             attempts = CASE WHEN login_throttles.last_attempt_at < $3 THEN 1 \
+             ELSE login_throttles.attempts + 1 END, \
+             last_attempt_at = $2 \
+             WHERE login_throttles.locked_until <= $2",
+            $also,
+            " RETURNING attempts"
+        )
+    };
+}
+
 #[async_trait]
 impl RecoveryStore for SqlStore {
     async fn account_token_by_hash(
@@ -73,18 +92,10 @@ impl RecoveryStore for SqlStore {
         }
         // One statement, atomic on both engines: a locked name, or a count that would reach
         // the threshold, leaves the row as it is and returns nothing.
-        let row = sqlx::query(
-            "INSERT INTO login_throttles (email_index, attempts, last_attempt_at, locked_until) \
-             VALUES ($1, 1, $2, 0) \
-             ON CONFLICT (email_index) DO UPDATE SET \
-             attempts = CASE WHEN login_throttles.last_attempt_at < $3 THEN 1 \
-             ELSE login_throttles.attempts + 1 END, \
-             last_attempt_at = $2 \
-             WHERE login_throttles.locked_until <= $2 \
-             AND CASE WHEN login_throttles.last_attempt_at < $3 THEN 1 \
-             ELSE login_throttles.attempts + 1 END < $4 \
-             RETURNING attempts",
-        )
+        let row = sqlx::query(count_attempt_sql!(
+            " AND CASE WHEN login_throttles.last_attempt_at < $3 THEN 1 \
+             ELSE login_throttles.attempts + 1 END < $4"
+        ))
         .bind(email_index)
         .bind(now.as_millis())
         .bind(forget_before.as_millis())
@@ -126,21 +137,12 @@ impl RecoveryStoreTx for SqlTx {
         // One statement, so concurrent attempts on any node each get their own count: on
         // PostgreSQL the conflicting row is locked and re-read, on SQLite the write
         // transaction holds the database. A locked name is left as it is (no row returned).
-        let row = sqlx::query(
-            "INSERT INTO login_throttles (email_index, attempts, last_attempt_at, locked_until) \
-             VALUES ($1, 1, $2, 0) \
-             ON CONFLICT (email_index) DO UPDATE SET \
-             attempts = CASE WHEN login_throttles.last_attempt_at < $3 THEN 1 \
-             ELSE login_throttles.attempts + 1 END, \
-             last_attempt_at = $2 \
-             WHERE login_throttles.locked_until <= $2 \
-             RETURNING attempts",
-        )
-        .bind(email_index)
-        .bind(now.as_millis())
-        .bind(forget_before.as_millis())
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let row = sqlx::query(count_attempt_sql!(""))
+            .bind(email_index)
+            .bind(now.as_millis())
+            .bind(forget_before.as_millis())
+            .fetch_optional(&mut *self.tx)
+            .await?;
         if let Some(row) = row {
             return Ok(LoginAttempt::Counted {
                 attempts: row.try_get("attempts")?,
